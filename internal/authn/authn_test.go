@@ -1,0 +1,368 @@
+package authn
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+// testIssuer is a local OpenID Connect issuer: discovery and JWKS over HTTP.
+type testIssuer struct {
+	srv     *httptest.Server
+	rsaKey  *rsa.PrivateKey
+	ecKey   *ecdsa.PrivateKey
+	weakKey *rsa.PrivateKey
+	keys    atomic.Pointer[jwk.Set]
+	down    atomic.Bool
+	fetches atomic.Int32
+}
+
+func newTestIssuer(t testing.TB) *testIssuer {
+	t.Helper()
+	ti := &testIssuer{}
+	ti.rsaKey, _ = rsa.GenerateKey(rand.Reader, 2048)
+	ti.ecKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ti.weakKey, _ = rsa.GenerateKey(rand.Reader, 1024)
+	set := jwk.NewSet()
+	add := func(raw any, kid string) {
+		k, err := jwk.Import(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = k.Set(jwk.KeyIDKey, kid)
+		_ = set.AddKey(k)
+	}
+	add(ti.rsaKey.Public(), "rsa1")
+	add(ti.ecKey.Public(), "ec1")
+	ti.keys.Store(&set)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		if ti.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": ti.srv.URL, "jwks_uri": ti.srv.URL + "/jwks"})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
+		ti.fetches.Add(1)
+		if ti.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		// The weak key is written by hand: jwx refuses to build one.
+		raw, _ := json.Marshal(*ti.keys.Load())
+		weak := fmt.Sprintf(`{"kty":"RSA","kid":"weak","n":%q,"e":"AQAB"}`, base64.RawURLEncoding.EncodeToString(ti.weakKey.N.Bytes()))
+		out := strings.Replace(string(raw), `"keys":[`, `"keys":[`+weak+",", 1)
+		_, _ = w.Write([]byte(out))
+	})
+	ti.srv = httptest.NewServer(mux)
+	t.Cleanup(ti.srv.Close)
+	return ti
+}
+
+func (ti *testIssuer) claims() map[string]any {
+	now := time.Now()
+	return map[string]any{"iss": ti.srv.URL, "aud": "api", "sub": "alice", "exp": now.Add(time.Hour).Unix(), "iat": now.Unix(), "roles": []string{"Orders.Read"}}
+}
+
+func (ti *testIssuer) sign(t testing.TB, alg string, key any, hdr map[string]any, claims map[string]any) string {
+	t.Helper()
+	payload, _ := json.Marshal(claims)
+	h := jws.NewHeaders()
+	for k, v := range hdr {
+		_ = h.Set(k, v)
+	}
+	a, _ := jwa.LookupSignatureAlgorithm(alg)
+	out, err := jws.Sign(payload, jws.WithKey(a, key, jws.WithProtectedHeaders(h)))
+	if err != nil {
+		t.Fatalf("sign: %v", err)
+	}
+	return string(out)
+}
+
+func b64(v any) string {
+	var b []byte
+	switch x := v.(type) {
+	case string:
+		b = []byte(x)
+	default:
+		b, _ = json.Marshal(x)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (ti *testIssuer) verifier(t testing.TB) *OIDC {
+	o := NewOIDC(OIDCConfig{Name: "test", Issuer: ti.srv.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256", "PS256", "ES256", "EdDSA"}, ClockSkew: time.Minute, Refresh: time.Hour})
+	if err := o.refresh(context.Background()); err != nil {
+		t.Fatalf("load keys: %v", err)
+	}
+	return o
+}
+
+func TestVerifyGood(t *testing.T) {
+	ti := newTestIssuer(t)
+	o := ti.verifier(t)
+	for _, tc := range []struct {
+		alg string
+		key any
+		kid string
+	}{{"RS256", ti.rsaKey, "rsa1"}, {"PS256", ti.rsaKey, "rsa1"}, {"ES256", ti.ecKey, "ec1"}} {
+		tok := ti.sign(t, tc.alg, tc.key, map[string]any{"kid": tc.kid, "typ": "JWT"}, ti.claims())
+		id, f := o.Verify(context.Background(), tok)
+		if f != nil {
+			t.Fatalf("%s: got failure %v, want success", tc.alg, f)
+		}
+		if id.Subject != "alice" || len(id.Roles) != 1 || id.Roles[0] != "Orders.Read" {
+			t.Errorf("%s: got identity %+v", tc.alg, id)
+		}
+	}
+}
+
+func TestVerifyHostile(t *testing.T) {
+	ti := newTestIssuer(t)
+	o := ti.verifier(t)
+	good := ti.claims()
+	with := func(k string, v any) map[string]any {
+		c := ti.claims()
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c
+	}
+	rsaHdr := map[string]any{"kid": "rsa1"}
+	valid := ti.sign(t, "RS256", ti.rsaKey, rsaHdr, good)
+	parts := strings.Split(valid, ".")
+	pubDER, _ := json.Marshal(ti.rsaKey.Public())
+	hmacTok := func() string {
+		h := b64(map[string]any{"alg": "HS256", "kid": "rsa1"})
+		p := b64(good)
+		m := hmac.New(sha256.New, pubDER)
+		m.Write([]byte(h + "." + p))
+		return h + "." + p + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	otherRSA, _ := rsa.GenerateKey(rand.Reader, 2048)
+
+	tests := []struct {
+		name, token, reason string
+	}{
+		{"alg none", b64(map[string]any{"alg": "none"}) + "." + b64(good) + ".", ReasonMalformedToken},
+		{"alg none with signature", b64(map[string]any{"alg": "none", "kid": "rsa1"}) + "." + b64(good) + ".AAAA", ReasonAlgNotAllowed},
+		{"alg NONE upper", b64(map[string]any{"alg": "NONE", "kid": "rsa1"}) + "." + b64(good) + ".AAAA", ReasonAlgNotAllowed},
+		{"HMAC with the RSA public key (algorithm confusion)", hmacTok(), ReasonAlgNotAllowed},
+		{"ES256 header on an RSA key", ti.sign(t, "ES256", ti.ecKey, map[string]any{"kid": "rsa1"}, good), ReasonKeyMismatch},
+		{"RS256 header on an EC key", ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "ec1"}, good), ReasonKeyMismatch},
+		{"EdDSA header on an RSA key", ti.sign(t, "EdDSA", edPriv, map[string]any{"kid": "rsa1"}, good), ReasonKeyMismatch},
+		{"RSA key under 2048 bits", ti.sign(t, "RS256", ti.weakKey, map[string]any{"kid": "weak"}, good), ReasonWeakKey},
+		{"jku header", ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1", "jku": "https://evil.example/jwks"}, good), ReasonForbiddenHeader},
+		{"x5u header", ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1", "x5u": "https://evil.example/cert"}, good), ReasonForbiddenHeader},
+		{"embedded jwk header", b64(map[string]any{"alg": "RS256", "kid": "rsa1", "jwk": map[string]string{"kty": "RSA"}}) + "." + parts[1] + "." + parts[2], ReasonForbiddenHeader},
+		{"crit header", b64(map[string]any{"alg": "RS256", "kid": "rsa1", "crit": []string{"exp"}}) + "." + parts[1] + "." + parts[2], ReasonForbiddenHeader},
+		{"signed by another key with a known kid", ti.sign(t, "RS256", otherRSA, rsaHdr, good), ReasonBadSignature},
+		{"payload swapped", parts[0] + "." + b64(with("roles", []string{"Admin"})) + "." + parts[2], ReasonBadSignature},
+		{"unknown kid", ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "nope"}, good), ReasonUnknownKID},
+		{"expired", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("exp", time.Now().Add(-2*time.Minute).Unix())), ReasonTokenExpired},
+		{"no exp", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("exp", nil)), ReasonMissingExp},
+		{"exp not a number", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("exp", "tomorrow")), ReasonMalformedToken},
+		{"nbf in the future", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("nbf", time.Now().Add(10*time.Minute).Unix())), ReasonNotYetValid},
+		{"iat in the future", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("iat", time.Now().Add(10*time.Minute).Unix())), ReasonIssuedInFuture},
+		{"wrong audience", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("aud", "other-api")), ReasonWrongAudience},
+		{"empty audience", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("aud", "")), ReasonWrongAudience},
+		{"empty audience list", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("aud", []string{})), ReasonWrongAudience},
+		{"no audience", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("aud", nil)), ReasonWrongAudience},
+		{"wrong issuer", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("iss", "https://evil.example")), ReasonWrongIssuer},
+		{"no subject", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("sub", nil)), ReasonMissingSubject},
+		{"wrong typ", ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1", "typ": "JWE"}, good), ReasonWrongType},
+		{"malformed base64 header", "@@@." + parts[1] + "." + parts[2], ReasonMalformedToken},
+		{"padded base64", parts[0] + "=." + parts[1] + "." + parts[2], ReasonMalformedToken},
+		{"trailing data after JSON header", b64(`{"alg":"RS256","kid":"rsa1"}{}`) + "." + parts[1] + "." + parts[2], ReasonMalformedToken},
+		{"duplicate header keys", b64(`{"alg":"RS256","alg":"none","kid":"rsa1"}`) + "." + parts[1] + "." + parts[2], ReasonMalformedToken},
+		{"duplicate payload keys", func() string {
+			p := strings.TrimSuffix(string(must(json.Marshal(good))), "}") + `,"sub":"admin"}`
+			return ti.sign(t, "RS256", ti.rsaKey, rsaHdr, nil)[:0] + signRaw(t, ti.rsaKey, "rsa1", p)
+		}(), ReasonMalformedToken},
+		{"JWE five parts", parts[0] + "." + parts[1] + "." + parts[2] + ".a.b", ReasonMalformedToken},
+		{"two parts", parts[0] + "." + parts[1], ReasonMalformedToken},
+		{"nested JWT as payload", signRaw(t, ti.rsaKey, "rsa1", valid), ReasonMalformedToken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, f := o.Verify(context.Background(), tt.token)
+			if f == nil {
+				t.Fatalf("got identity %+v, want refusal %s", id, tt.reason)
+			}
+			if f.Reason != tt.reason {
+				t.Fatalf("got reason %s (%v), want %s", f.Reason, f, tt.reason)
+			}
+			if id != nil {
+				t.Fatal("got an identity together with a failure")
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// signRaw signs an arbitrary payload string with RS256.
+func signRaw(t testing.TB, key *rsa.PrivateKey, kid, payload string) string {
+	h := jws.NewHeaders()
+	_ = h.Set("kid", kid)
+	out, err := jws.Sign([]byte(payload), jws.WithKey(jwa.RS256(), key, jws.WithProtectedHeaders(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func TestKeysServeWhileProviderDown(t *testing.T) {
+	ti := newTestIssuer(t)
+	o := ti.verifier(t)
+	ti.down.Store(true)
+	if err := o.refresh(context.Background()); err == nil {
+		t.Fatal("refresh succeeded against a down provider")
+	}
+	tok := ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1"}, ti.claims())
+	if _, f := o.Verify(context.Background(), tok); f != nil {
+		t.Fatalf("got %v, want the last good keys to keep serving", f)
+	}
+	unknown := ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rotated"}, ti.claims())
+	if _, f := o.Verify(context.Background(), unknown); f == nil || f.Reason != ReasonUnknownKID {
+		t.Fatalf("got %v, want unknown_kid while the provider is down", f)
+	}
+}
+
+func TestNoKeysFailsClosed(t *testing.T) {
+	ti := newTestIssuer(t)
+	ti.down.Store(true)
+	o := NewOIDC(OIDCConfig{Name: "t", Issuer: ti.srv.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256"}, Refresh: time.Hour})
+	tok := ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1"}, ti.claims())
+	_, f := o.Verify(context.Background(), tok)
+	if f == nil || f.Reason != ReasonKeysUnavailable || f.Status != http.StatusServiceUnavailable {
+		t.Fatalf("got %v, want 503 keys_unavailable", f)
+	}
+}
+
+func TestUnknownKIDRefreshIsRateLimited(t *testing.T) {
+	ti := newTestIssuer(t)
+	now := time.Now()
+	o := NewOIDC(OIDCConfig{Name: "t", Issuer: ti.srv.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256"}, Refresh: time.Hour, Now: func() time.Time { return now }})
+	if err := o.refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A key rotated in at the provider after the last refresh.
+	newKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	k, _ := jwk.Import(newKey.Public())
+	_ = k.Set(jwk.KeyIDKey, "rsa2")
+	set := *ti.keys.Load()
+	set2, _ := set.Clone()
+	_ = set2.AddKey(k)
+	ti.keys.Store(&set2)
+	tok := ti.sign(t, "RS256", newKey, map[string]any{"kid": "rsa2"}, ti.claims())
+	before := ti.fetches.Load()
+	for range 20 {
+		if _, f := o.Verify(context.Background(), tok); f == nil || f.Reason != ReasonUnknownKID {
+			t.Fatalf("got %v, want unknown_kid within 5 minutes of the last refresh", f)
+		}
+	}
+	if got := ti.fetches.Load() - before; got != 0 {
+		t.Fatalf("got %d key fetches, want 0 within the rate limit", got)
+	}
+	now = now.Add(unknownKIDRefresh)
+	if _, f := o.Verify(context.Background(), tok); f != nil {
+		t.Fatalf("got %v, want the rotated key picked up after 5 minutes", f)
+	}
+	if got := ti.fetches.Load() - before; got != 1 {
+		t.Fatalf("got %d key fetches, want exactly 1", got)
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	tests := []struct {
+		name    string
+		headers []string
+		query   string
+		reason  string
+	}{
+		{"none", nil, "", ReasonMissingCredentials},
+		{"basic scheme", []string{"Basic dXNlcjpwYXNz"}, "", ReasonMissingCredentials},
+		{"two headers", []string{"Bearer a.b.c", "Bearer d.e.f"}, "", ReasonAmbiguousCredentials},
+		{"token in query", nil, "access_token=a.b.c", ReasonTokenInQuery},
+		{"token in query and header", []string{"Bearer a.b.c"}, "x=1&access_token=a.b.c", ReasonTokenInQuery},
+		{"empty bearer", []string{"Bearer "}, "", ReasonMalformedToken},
+		{"two tokens", []string{"Bearer a.b.c, Bearer d.e.f"}, "", ReasonMalformedToken},
+		{"ok lower-case scheme", []string{"bearer a.b.c"}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/x?"+tt.query, nil)
+			for _, h := range tt.headers {
+				r.Header.Add("Authorization", h)
+			}
+			_, f := BearerToken(r)
+			got := ""
+			if f != nil {
+				got = f.Reason
+			}
+			if got != tt.reason {
+				t.Fatalf("got %q, want %q", got, tt.reason)
+			}
+		})
+	}
+}
+
+func FuzzVerify(f *testing.F) {
+	ti := newTestIssuer(f)
+	o := ti.verifier(f)
+	valid := ti.sign(f, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1"}, ti.claims())
+	validEC := ti.sign(f, "ES256", ti.ecKey, map[string]any{"kid": "ec1"}, ti.claims())
+	f.Add(valid)
+	f.Add(validEC)
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	f.Add("a.b.c")
+	f.Add(strings.Repeat("A", 100) + "." + strings.Repeat("B", 100) + ".")
+	a := NewAuthenticator(16384, o)
+	f.Fuzz(func(t *testing.T, token string) {
+		id, fl := o.Verify(context.Background(), token)
+		if (id == nil) == (fl == nil) {
+			t.Fatalf("got identity %v and failure %v; want exactly one", id, fl)
+		}
+		if id != nil {
+			// Only the seeds' header and payload were signed by the issuer;
+			// any other signed content that verifies is a forgery.
+			signed := token[:strings.LastIndexByte(token, '.')]
+			if signed != valid[:strings.LastIndexByte(valid, '.')] && signed != validEC[:strings.LastIndexByte(validEC, '.')] {
+				t.Fatalf("accepted content the issuer never signed: %q", token)
+			}
+		}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		if id, fl := a.Authenticate(r); (id == nil) == (fl == nil) {
+			t.Fatalf("Authenticate: got identity %v and failure %v", id, fl)
+		}
+	})
+}

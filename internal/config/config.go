@@ -1,0 +1,226 @@
+// Package config loads, validates and describes ztgate's YAML configuration.
+//
+// The YAML file is the user's interface and its keys are a contract: keys may be
+// added, never renamed. Decoding is strict: an unknown key, a wrong type or a bad
+// value is an error naming file:line:column and the key path. References of the
+// form ${env:NAME} and ${secret:PROVIDER/NAME} may stand in any string value and
+// are resolved at load.
+package config
+
+import "time"
+
+// Config is the whole configuration file.
+type Config struct {
+	Listen   Listen    `yaml:"listen" doc:"The data plane listener: where clients connect."`
+	Admin    Admin     `yaml:"admin" doc:"The admin listener: health, readiness and metrics. Keep it on a private address."`
+	Identity Identity  `yaml:"identity" doc:"Who may call: identity providers whose tokens the gateway verifies."`
+	Store    *Store    `yaml:"store" unsupported:"true" doc:"Durable state (audit events, API keys)."`
+	State    *State    `yaml:"state" unsupported:"true" doc:"State shared between gateway nodes."`
+	Audit    *Audit    `yaml:"audit" unsupported:"true" doc:"Audit pipeline."`
+	Secrets  Secrets   `yaml:"secrets" doc:"Secret providers that ${secret:PROVIDER/NAME} references read from."`
+	Services []Service `yaml:"services" doc:"The protected services, each with one upstream and its routes."`
+
+	// File is the path the configuration was loaded from.
+	File string `yaml:"-"`
+	// Hash identifies this configuration's content (the policy version).
+	Hash string `yaml:"-"`
+
+	pos map[string]Pos
+}
+
+// Pos is a position in the configuration file.
+type Pos struct {
+	Line, Column int
+}
+
+// Listen configures the data plane listener.
+type Listen struct {
+	Address           string     `yaml:"address" default:":8443" doc:"host:port the gateway listens on."`
+	TLS               *ListenTLS `yaml:"tls" doc:"TLS for clients. Without it the listener speaks plain HTTP (only for loopback or behind a TLS-terminating load balancer)."`
+	MaxHeaderBytes    int        `yaml:"max_header_bytes" default:"65536" doc:"Largest request header block accepted, in bytes."`
+	ReadHeaderTimeout Duration   `yaml:"read_header_timeout" default:"10s" doc:"Time allowed to read request headers (slowloris guard)."`
+	ReadTimeout       Duration   `yaml:"read_timeout" default:"60s" doc:"Time allowed to read a whole request, body included."`
+	IdleTimeout       Duration   `yaml:"idle_timeout" default:"120s" doc:"How long an idle keep-alive connection stays open."`
+	ShutdownTimeout   Duration   `yaml:"shutdown_timeout" default:"30s" doc:"How long a graceful shutdown waits for in-flight requests."`
+}
+
+// ListenTLS configures TLS on the data plane listener.
+type ListenTLS struct {
+	CertFile     string `yaml:"cert_file" required:"true" doc:"PEM certificate chain; reloaded when the file changes."`
+	KeyFile      string `yaml:"key_file" required:"true" doc:"PEM private key; reloaded when the file changes."`
+	ClientCAFile string `yaml:"client_ca_file" doc:"PEM bundle of CAs trusted for client certificates."`
+	ClientAuth   string `yaml:"client_auth" enum:"none,optional,require" default:"none" doc:"Whether clients are asked for a certificate. optional: verified when given; require: verified and mandatory."`
+}
+
+// Admin configures the admin listener.
+type Admin struct {
+	Address string `yaml:"address" default:"127.0.0.1:9090" doc:"host:port of the admin API (/healthz, /readyz, /metrics)."`
+}
+
+// Identity configures how callers prove who they are.
+type Identity struct {
+	Providers []Provider `yaml:"providers" doc:"Token issuers the gateway trusts."`
+	MTLS      *MTLS      `yaml:"mtls" unsupported:"true" doc:"mTLS workload identity."`
+	APIKeys   *APIKeys   `yaml:"api_keys" unsupported:"true" doc:"Scoped API keys."`
+}
+
+// Provider is one trusted token issuer.
+type Provider struct {
+	Name           string   `yaml:"name" required:"true" doc:"Name used in logs and audit events."`
+	Type           string   `yaml:"type" required:"true" enum:"oidc,entra" doc:"oidc: any OpenID Connect issuer (discovery + JWKS). entra: Microsoft Entra ID."`
+	Issuer         string   `yaml:"issuer" doc:"oidc: the issuer URL; discovery is read from {issuer}/.well-known/openid-configuration."`
+	Tenant         string   `yaml:"tenant" doc:"entra: tenant id, or organizations / common for multi-tenant apps."`
+	AllowedTenants []string `yaml:"allowed_tenants" doc:"entra multi-tenant: the tenants whose tokens are accepted."`
+	ClientID       string   `yaml:"client_id" doc:"entra: the API's application (client) id, used for default audiences."`
+	Audiences      []string `yaml:"audiences" doc:"Accepted aud values. A token must carry at least one."`
+	AuthorityHost  string   `yaml:"authority_host" doc:"entra: sovereign cloud or test authority, e.g. https://login.microsoftonline.us."`
+	Algorithms     []string `yaml:"algorithms" default:"[RS256, PS256, ES256, EdDSA]" doc:"Accepted signature algorithms."`
+	ClockSkew      Duration `yaml:"clock_skew" default:"60s" doc:"Tolerance for exp, nbf and iat."`
+	MaxTokenBytes  int      `yaml:"max_token_bytes" default:"16384" doc:"Largest accepted token."`
+	JWKSRefresh    Duration `yaml:"jwks_refresh" default:"1h" doc:"How often keys are refreshed in the background."`
+}
+
+// MTLS configures client-certificate workload identity.
+type MTLS struct {
+	TrustBundle string `yaml:"trust_bundle" doc:"PEM bundle of trusted client CAs."`
+}
+
+// APIKeys configures scoped API keys.
+type APIKeys struct {
+	Enabled bool `yaml:"enabled" doc:"Accept ztk_ API keys."`
+}
+
+// Store configures durable state.
+type Store struct {
+	Driver string `yaml:"driver" enum:"sqlite,postgres" doc:"sqlite (embedded) or postgres."`
+	DSN    string `yaml:"dsn" doc:"Data source name."`
+}
+
+// State configures shared state between nodes.
+type State struct {
+	Driver string `yaml:"driver" enum:"local,redis" doc:"local or redis."`
+	URL    string `yaml:"url" doc:"redis URL."`
+}
+
+// Audit configures the audit pipeline.
+type Audit struct {
+	OnFailure string `yaml:"on_failure" enum:"deny,buffer" doc:"What happens when events cannot be made durable."`
+}
+
+// Secrets configures secret providers.
+type Secrets struct {
+	Providers []SecretProvider `yaml:"providers" doc:"Named secret providers."`
+}
+
+// SecretProvider is one named source of secrets.
+type SecretProvider struct {
+	Name     string `yaml:"name" required:"true" doc:"Name used in ${secret:NAME/secret} references."`
+	Type     string `yaml:"type" required:"true" enum:"env,file,azure_keyvault" doc:"env: environment variables; file: one file per secret in a directory; azure_keyvault: Azure Key Vault."`
+	Prefix   string `yaml:"prefix" doc:"env: prefix added to the secret name to form the variable name."`
+	Dir      string `yaml:"dir" doc:"file: directory holding one file per secret (trailing newline trimmed)."`
+	VaultURL string `yaml:"vault_url" doc:"azure_keyvault: the vault URL."`
+}
+
+// Service is one protected upstream and its routes.
+type Service struct {
+	Name                 string       `yaml:"name" required:"true" doc:"Service name, used in metrics and audit events."`
+	Upstream             string       `yaml:"upstream" required:"true" doc:"Base URL of the upstream (http or https). A path here is prefixed to every request path."`
+	Hosts                []string     `yaml:"hosts" doc:"Request hosts this service answers (exact or *.example.com). Empty: any host."`
+	UpstreamTLS          *UpstreamTLS `yaml:"upstream_tls" doc:"TLS to the upstream: trusted CAs and the gateway's client certificate for mTLS."`
+	Timeouts             Timeouts     `yaml:"timeouts" doc:"Upstream timeouts."`
+	MaxBodyBytes         int64        `yaml:"max_body_bytes" default:"10485760" doc:"Largest request body forwarded, in bytes (413 beyond)."`
+	MaxIdleConns         int          `yaml:"max_idle_conns" default:"256" doc:"Idle upstream connections kept for reuse."`
+	ForwardAuthorization bool         `yaml:"forward_authorization" doc:"Forward the client's Authorization header to the upstream. Off by default: the upstream never sees the caller's token."`
+	Mode                 string       `yaml:"mode" enum:"enforce,report_only" doc:"Default mode for the service's routes."`
+	Allow                *Rule        `yaml:"allow" doc:"Default allow rule for routes that have none."`
+	Inject               *Inject      `yaml:"inject" unsupported:"true" doc:"Credentials injected into upstream requests."`
+	Routes               []Route      `yaml:"routes" required:"true" doc:"Routes; a request matching none is denied (404 no_route)."`
+}
+
+// UpstreamTLS configures TLS towards an upstream.
+type UpstreamTLS struct {
+	CAFile             string `yaml:"ca_file" doc:"PEM bundle of CAs trusted for the upstream's certificate (default: system roots)."`
+	CertFile           string `yaml:"cert_file" doc:"PEM client certificate presented to the upstream (mTLS)."`
+	KeyFile            string `yaml:"key_file" doc:"PEM key of the client certificate."`
+	ServerName         string `yaml:"server_name" doc:"Name verified in the upstream's certificate (default: the upstream host)."`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" unsupported:"true" doc:"Never supported: upstream certificates are always verified."`
+}
+
+// Timeouts bound each phase of an upstream exchange.
+type Timeouts struct {
+	Dial           Duration `yaml:"dial" default:"5s" doc:"Connecting to the upstream, TLS handshake included."`
+	ResponseHeader Duration `yaml:"response_header" default:"30s" doc:"Waiting for the upstream's response headers."`
+	Idle           Duration `yaml:"idle" default:"90s" doc:"How long an idle upstream connection is kept."`
+	Overall        Duration `yaml:"overall" default:"60s" doc:"The whole exchange, body included (WebSocket upgrades excepted)."`
+}
+
+// Inject configures upstream credentials.
+type Inject struct {
+	Headers           map[string]string `yaml:"headers" doc:"Headers set on upstream requests."`
+	IdentityAssertion bool              `yaml:"identity_assertion" doc:"Add a signed identity assertion."`
+}
+
+// Route is one rule for a set of requests to a service.
+type Route struct {
+	Name      string     `yaml:"name" required:"true" doc:"Route name, unique within its service."`
+	Match     Match      `yaml:"match" required:"true" doc:"Which requests this route covers."`
+	Allow     *Rule      `yaml:"allow" doc:"Who may call. Absent: nobody (default deny)."`
+	When      string     `yaml:"when" unsupported:"true" doc:"CEL condition."`
+	Mode      string     `yaml:"mode" enum:"enforce,report_only" doc:"enforce (default) or report_only: a would-deny is let through and recorded."`
+	RateLimit *RateLimit `yaml:"rate_limit" unsupported:"true" doc:"Rate limit."`
+	DLP       *DLP       `yaml:"dlp" unsupported:"true" doc:"Response masking."`
+}
+
+// Match selects requests.
+type Match struct {
+	Methods []string `yaml:"methods" doc:"HTTP methods (upper case). Empty: any method."`
+	Path    string   `yaml:"path" required:"true" doc:"Path pattern: literal segments, {name} for one segment, * for one unnamed segment, ** (last) for any rest."`
+	Host    string   `yaml:"host" doc:"Request host (exact or *.example.com); overrides the service's hosts."`
+}
+
+// Rule is an allow rule. All criteria set in one rule must hold; any_of, all_of
+// and not combine rules. A list criterion holds when the caller has at least one
+// of the listed values.
+type Rule struct {
+	Authenticated bool     `yaml:"authenticated" doc:"Any authenticated caller. Broad: prefer roles or scopes."`
+	Roles         []string `yaml:"roles" doc:"App roles (roles claim); at least one must be present."`
+	Scopes        []string `yaml:"scopes" doc:"Delegated scopes (scp or scope claim); at least one must be present."`
+	Groups        []string `yaml:"groups" doc:"Group ids (groups claim); at least one must be present."`
+	Tenants       []string `yaml:"tenants" doc:"Tenant ids (tid claim)."`
+	Apps          []string `yaml:"apps" doc:"Client application ids (azp, appid or client_id claim)."`
+	Subjects      []string `yaml:"subjects" doc:"Subjects (sub claim)."`
+	IdentityTypes []string `yaml:"identity_types" enum:"user,app,workload,api_key" doc:"Kinds of caller."`
+	MFA           bool     `yaml:"mfa" doc:"The token must show multi-factor authentication (amr contains mfa)."`
+	IP            []string `yaml:"ip" doc:"Client IP must be in one of these CIDRs."`
+	AnyOf         []Rule   `yaml:"any_of" doc:"At least one of these rules must hold."`
+	AllOf         []Rule   `yaml:"all_of" doc:"Every one of these rules must hold."`
+	Not           *Rule    `yaml:"not" doc:"This rule must not hold."`
+
+	AuthContext []string `yaml:"auth_context" unsupported:"true" doc:"Authentication context ids (acrs)."`
+	Countries   []string `yaml:"countries" unsupported:"true" doc:"Allowed countries."`
+	Time        any      `yaml:"time" unsupported:"true" doc:"Time windows."`
+	Device      any      `yaml:"device" unsupported:"true" doc:"Device claims."`
+}
+
+// RateLimit configures a rate limit.
+type RateLimit struct {
+	Key   string   `yaml:"key"`
+	Limit int      `yaml:"limit"`
+	Per   Duration `yaml:"per"`
+	Burst int      `yaml:"burst"`
+}
+
+// DLP configures response masking.
+type DLP struct {
+	Mask []string `yaml:"mask"`
+}
+
+// Duration is a time.Duration written as "30s", "5m", "1h30m" or "2d".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// PosOf returns the position of the value at the key path (for example
+// "services[0].routes[1].match.path"), or the zero Pos when unknown.
+func (c *Config) PosOf(path string) Pos { return c.pos[path] }

@@ -1,0 +1,289 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// fakeSecrets resolves from a map; hand-written fake for the loader tests.
+type fakeSecrets map[string]string
+
+func (f fakeSecrets) Resolve(provider, name string) (string, error) {
+	v, ok := f[provider+"/"+name]
+	if !ok {
+		return "", errors.New("not found")
+	}
+	return v, nil
+}
+
+func testOptions() Options {
+	return Options{
+		Secrets: func([]SecretProvider) (SecretResolver, error) {
+			return fakeSecrets{"files/role": "Orders.Special", "env/OTHER": "carol"}, nil
+		},
+		LookupEnv: func(k string) (string, bool) {
+			v, ok := map[string]string{"ZT_TEST_SUBJECT": "bob", "EMPTY": ""}[k]
+			return v, ok
+		},
+	}
+}
+
+func TestLoadValid(t *testing.T) {
+	c, err := Load("testdata/valid.yaml", testOptions())
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	s := c.Services[0]
+	if got, want := s.Timeouts.Dial.D(), 2*time.Second; got != want {
+		t.Errorf("dial timeout: got %v, want %v", got, want)
+	}
+	if got, want := s.Timeouts.Overall.D(), 60*time.Second; got != want {
+		t.Errorf("overall timeout default: got %v, want %v", got, want)
+	}
+	if got, want := c.Identity.Providers[0].Algorithms, []string{"RS256", "PS256", "ES256", "EdDSA"}; !cmp.Equal(got, want) {
+		t.Errorf("default algorithms: got %v, want %v", got, want)
+	}
+	if got, want := s.Routes[2].Allow.Roles, []string{"Orders.Special"}; !cmp.Equal(got, want) {
+		t.Errorf("secret reference: got %v, want %v", got, want)
+	}
+	if got, want := s.Routes[2].Allow.Subjects, []string{"bob", "carol"}; !cmp.Equal(got, want) {
+		t.Errorf("env and secret references: got %v, want %v", got, want)
+	}
+	if got, want := s.Routes[1].Mode, "report_only"; got != want {
+		t.Errorf("mode: got %q, want %q", got, want)
+	}
+	if got, want := c.PosOf("services[0].routes[1].match.path"), (Pos{Line: 25, Column: 38}); got != want {
+		t.Errorf("position: got %v, want %v", got, want)
+	}
+	if len(c.Hash) != 12 {
+		t.Errorf("hash: got %q, want 12 hex digits", c.Hash)
+	}
+}
+
+// base is a minimal valid configuration that the error rows modify.
+const base = `listen: { address: ":8443" }
+identity:
+  providers:
+    - { name: p, type: oidc, issuer: "https://idp.example", audiences: [api] }
+services:
+  - name: orders
+    upstream: http://127.0.0.1:8080
+    routes:
+      - name: r1
+        match: { methods: [GET], path: "/orders/**" }
+        allow: { roles: [Orders.Read] }
+`
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error, in order
+	}{
+		{"unknown top-level key", base + "listn: {}\n", []string{"x.yaml:12:1: listn: unknown key \"listn\""}},
+		{"unknown nested key", strings.Replace(base, "path:", "paht:", 1), []string{"x.yaml:10:34: services[0].routes[0].match.paht: unknown key", "x.yaml:10:16: services[0].routes[0].match: missing required key \"path\""}},
+		{"wrong type string", strings.Replace(base, `upstream: http://127.0.0.1:8080`, "upstream: 8080", 1), []string{"x.yaml:7:15: services[0].upstream: expected a string, got integer 8080"}},
+		{"wrong type list", strings.Replace(base, "methods: [GET]", "methods: GET", 1), []string{"services[0].routes[0].match.methods: expected a list"}},
+		{"bad duration", base + "  # x\n", nil},
+		{"bad duration value", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", read_header_timeout: 10 }", 1), []string{"x.yaml:1:55: listen.read_header_timeout: expected a duration"}},
+		{"bad duration unit", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", idle_timeout: 5x }", 1), []string{"listen.idle_timeout: bad duration \"5x\""}},
+		{"negative duration", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", idle_timeout: -5s }", 1), []string{"must not be negative"}},
+		{"duplicate route name", base + "      - name: r1\n        match: { methods: [POST], path: \"/orders/**\" }\n", []string{"x.yaml:12:15: services[0].routes[1].name: duplicate route name \"r1\""}},
+		{"overlapping routes", base + "      - name: r2\n        match: { methods: [GET, POST], path: \"/orders/**\" }\n", []string{"x.yaml:13:16: services[0].routes[1].match: route \"orders/r2\" can never match GET /orders/**: route \"orders/r1\" at line 9"}},
+		{"same shape other param names", strings.Replace(base, "/orders/**", "/orders/{id}", 1) + "      - name: r2\n        match: { methods: [GET], path: \"/orders/{name}\" }\n", []string{"can never match GET"}},
+		{"duplicate key", base + "listen: {}\n", []string{"x.yaml:12:1: listen: duplicate key"}},
+		{"enum", strings.Replace(base, "allow: { roles: [Orders.Read] }", "mode: enforced", 1), []string{"services[0].routes[0].mode: \"enforced\" is not one of: enforce, report_only"}},
+		{"alg none", strings.Replace(base, "audiences: [api]", "audiences: [api], algorithms: [none]", 1), []string{"identity.providers[0].algorithms[0]: algorithm \"none\" not allowed"}},
+		{"alg HS256", strings.Replace(base, "audiences: [api]", "audiences: [api], algorithms: [HS256]", 1), []string{"algorithm \"HS256\" not allowed"}},
+		{"no audiences", strings.Replace(base, ", audiences: [api]", "", 1), []string{"identity.providers[0]: missing \"audiences\""}},
+		{"http issuer", strings.Replace(base, "https://idp.example", "http://idp.example", 1), []string{"must use https"}},
+		{"bad upstream", strings.Replace(base, "http://127.0.0.1:8080", "ftp://x", 1), []string{"services[0].upstream: bad upstream"}},
+		{"upstream with credentials", strings.Replace(base, "http://127.0.0.1:8080", "http://u:p@x", 1), []string{"must not carry credentials"}},
+		{"empty rule", strings.Replace(base, "allow: { roles: [Orders.Read] }", "allow: {}", 1), []string{"services[0].routes[0].allow: empty rule"}},
+		{"empty role list", strings.Replace(base, "roles: [Orders.Read]", "roles: []", 1), []string{"allow.roles: empty list"}},
+		{"bad cidr", strings.Replace(base, "roles: [Orders.Read]", "ip: [10.0.0.0/33]", 1), []string{"allow.ip[0]: bad CIDR"}},
+		{"bad method", strings.Replace(base, "[GET]", "[get]", 1), []string{"bad method \"get\""}},
+		{"connect", strings.Replace(base, "[GET]", "[CONNECT]", 1), []string{"CONNECT is never proxied"}},
+		{"bad path pattern", strings.Replace(base, "/orders/**", "/orders/**/x", 1), []string{"services[0].routes[0].match.path:"}},
+		{"unsupported key", base + "        rate_limit: { key: identity, limit: 1, per: 1m }\n", []string{"services[0].routes[0].rate_limit: \"rate_limit\" is part of the configuration contract but not supported"}},
+		{"unset env", strings.Replace(base, "Orders.Read", "${env:NOPE}", 1), []string{"x.yaml:11:26: services[0].routes[0].allow.roles[0]: environment variable NOPE referenced by ${env:NOPE} is not set"}},
+		{"unknown secret", strings.Replace(base, "Orders.Read", "${secret:vault/x}", 1), []string{"${secret:vault/x}: not found"}},
+		{"bad reference", strings.Replace(base, "Orders.Read", "${oops}", 1), []string{"bad reference ${oops}"}},
+		{"unterminated reference", strings.Replace(base, "Orders.Read", "${env:X", 1), []string{"unterminated reference"}},
+		{"syntax error", base + "  - : [\n", []string{"x.yaml:"}},
+		{"two documents", base + "---\nlisten: {}\n", []string{"more than one YAML document"}},
+		{"empty", "", []string{"configuration is empty"}},
+		{"same admin address", base + "admin: { address: \":8443\" }\n", []string{"admin.address: the admin listener must not share"}},
+		{"no services", strings.Split(base, "services:")[0], []string{"services: no services"}},
+		{"client_auth without CA", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", tls: { cert_file: a, key_file: b, client_auth: require } }", 1), []string{"needs client_ca_file"}},
+		{"tls missing key", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", tls: { cert_file: a } }", 1), []string{"listen.tls: missing required key \"key_file\""}},
+		{"entra not yet", strings.Replace(base, "type: oidc", "type: entra", 1), []string{"type entra is not supported by this version"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(tt.yaml), testOptions())
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("got error %v, want none", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("got no error, want %q", tt.want)
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				i := strings.Index(msg, w)
+				if i < 0 {
+					t.Fatalf("got error:\n%s\nwant it to contain %q", msg, w)
+				}
+				msg = msg[i+len(w):]
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Errorf("got %T, want errors.As to find a *config.Error", err)
+			}
+		})
+	}
+}
+
+func TestLoadUnreadable(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), Options{})
+	if err == nil || !strings.Contains(err.Error(), "missing.yaml: cannot read configuration") {
+		t.Fatalf("got %v, want a cannot-read error naming the file", err)
+	}
+}
+
+func TestInterpolate(t *testing.T) {
+	env := func(k string) (string, bool) { v, ok := map[string]string{"A": "x", "E": ""}[k]; return v, ok }
+	sec := func(p, n string) (string, error) { return p + ":" + n, nil }
+	tests := []struct{ in, want, err string }{
+		{"plain", "plain", ""},
+		{"${env:A}", "x", ""},
+		{"pre-${env:A}-post", "pre-x-post", ""},
+		{"${env:E}", "", ""},
+		{"$${env:A}", "${env:A}", ""},
+		{"${secret:kv/name/v2}", "kv:name/v2", ""},
+		{"${env:A}${env:A}", "xx", ""},
+		{"${env:B}", "", "not set"},
+		{"${secret:kv}", "", "bad reference"},
+		{"${file:x}", "", "unknown reference kind"},
+		{"${", "", "unterminated"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := interpolate(tt.in, env, sec)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("got %q, %v; want error containing %q", got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{{"30s", 30 * time.Second, true}, {"1h30m", 90 * time.Minute, true}, {"2d", 48 * time.Hour, true}, {"d", 0, false}, {"1.5d", 0, false}, {"-1s", 0, false}, {"", 0, false}, {"10", 0, false}}
+	for _, tt := range tests {
+		got, err := ParseDuration(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && got.D() != tt.want) {
+			t.Errorf("ParseDuration(%q): got %v, %v; want %v, ok=%v", tt.in, got.D(), err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestSchemaGolden(t *testing.T) {
+	got := Schema()
+	golden := filepath.Join("testdata", "schema.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if d := cmp.Diff(string(want), string(got)); d != "" {
+		t.Errorf("schema differs from %s (-want +got); run go test -update if intended:\n%s", golden, d)
+	}
+}
+
+func TestSchemaCoversEverySupportedKey(t *testing.T) {
+	// Every key the decoder accepts appears in the reference, and no
+	// reserved (unsupported) key does.
+	ref := Reference()
+	for _, k := range []string{"`listen.address`", "`services[].routes[].allow.any_of`", "`services[].timeouts.overall`", "`identity.providers[].audiences`"} {
+		if !strings.Contains(ref, k) {
+			t.Errorf("reference lacks %s", k)
+		}
+	}
+	for _, k := range []string{"rate_limit", "`store", "api_keys"} {
+		if strings.Contains(ref, k) {
+			t.Errorf("reference documents unsupported key %s", k)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(base))
+	f.Add([]byte("listen: {address: x}\nservices: [{name: a, upstream: 'http://x', routes: [{name: r, match: {path: '/{a}/**'}}]}]"))
+	f.Add([]byte("a: &x [*x]"))
+	f.Add([]byte("services:\n  - routes: [ {allow: {any_of: [{not: {roles: [a]}}]}} ]"))
+	data, _ := os.ReadFile("testdata/valid.yaml")
+	f.Add(data)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.yaml", data, testOptions())
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+		if err != nil && err.Error() == "" {
+			t.Fatal("empty error message")
+		}
+	})
+}
+
+// TestReadmeReference keeps the README's configuration reference equal to
+// the one generated from the types (go test -update rewrites it).
+func TestReadmeReference(t *testing.T) {
+	const path = "../../README.md"
+	const start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	i, j := strings.Index(s, start), strings.Index(s, end)
+	if i < 0 || j < i {
+		t.Fatalf("README lacks the %q and %q markers", start, end)
+	}
+	want := Reference()
+	got := s[i+len(start) : j]
+	if got == want {
+		return
+	}
+	if *update {
+		if err := os.WriteFile(path, []byte(s[:i+len(start)]+want+s[j:]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("README configuration reference is stale (-want +got); run go test ./internal/config -update:\n%s", cmp.Diff(want, got))
+}

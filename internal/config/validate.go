@@ -1,0 +1,370 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ztgate/ztgate/internal/route"
+)
+
+var (
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+	methodRE = regexp.MustCompile(`^[A-Z]{1,20}$`)
+	hostRE   = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+)
+
+// knownAlgorithms are the JWS algorithms a provider may allow. HMAC and none
+// are absent on purpose: a shared-secret or unsigned token never proves who
+// the caller is.
+var knownAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// validator collects errors positioned by key path.
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	p := v.c.pos[path]
+	v.errs = append(v.errs, &Error{File: v.c.File, Line: p.Line, Column: p.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Validate checks the configuration's values and the consistency between
+// them. It changes nothing.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	v.address("listen.address", c.Listen.Address)
+	v.address("admin.address", c.Admin.Address)
+	if c.Listen.Address == c.Admin.Address {
+		v.errorf("admin.address", "the admin listener must not share the data plane address %q", c.Listen.Address)
+	}
+	if n := c.Listen.MaxHeaderBytes; n < 1024 || n > 1<<20 {
+		v.errorf("listen.max_header_bytes", "must be between 1024 and 1048576, got %d", n)
+	}
+	for _, k := range []struct {
+		path string
+		d    Duration
+	}{{"listen.read_header_timeout", c.Listen.ReadHeaderTimeout}, {"listen.read_timeout", c.Listen.ReadTimeout}, {"listen.idle_timeout", c.Listen.IdleTimeout}, {"listen.shutdown_timeout", c.Listen.ShutdownTimeout}} {
+		if k.d <= 0 {
+			v.errorf(k.path, "must be positive")
+		}
+	}
+	if t := c.Listen.TLS; t != nil {
+		if t.ClientAuth != "none" && t.ClientCAFile == "" {
+			v.errorf("listen.tls.client_auth", "client_auth %q needs client_ca_file", t.ClientAuth)
+		}
+		if t.ClientAuth == "none" && t.ClientCAFile != "" {
+			v.errorf("listen.tls.client_ca_file", "client_ca_file is set but client_auth is none; set client_auth: optional or require")
+		}
+	}
+	v.providers()
+	v.secrets()
+	v.services()
+	if len(v.errs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(v.errs, func(a, b *Error) int { return a.Line - b.Line })
+	return v.errs
+}
+
+func (v *validator) address(path, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.errorf(path, "bad address %q: want host:port", addr)
+		return
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		v.errorf(path, "bad port %q", port)
+	}
+	_ = host
+}
+
+func (v *validator) providers() {
+	seen := map[string]bool{}
+	for i, p := range v.c.Identity.Providers {
+		path := fmt.Sprintf("identity.providers[%d]", i)
+		if !nameRE.MatchString(p.Name) {
+			v.errorf(path+".name", "bad name %q: letters, digits, '.', '_' and '-' only", p.Name)
+		}
+		if seen[p.Name] {
+			v.errorf(path+".name", "duplicate provider name %q", p.Name)
+		}
+		seen[p.Name] = true
+		switch p.Type {
+		case "entra":
+			v.errorf(path+".type", "type entra is not supported by this version of ztgate yet; use type oidc with the tenant's v2.0 issuer")
+		case "oidc":
+			if p.Issuer == "" {
+				v.errorf(path, "missing required key \"issuer\" for type oidc")
+			} else {
+				v.secureURL(path+".issuer", p.Issuer)
+			}
+		}
+		if len(p.Audiences) == 0 {
+			v.errorf(path, "missing \"audiences\": without an audience check any token from this issuer, for any application, would be accepted")
+		}
+		for j, a := range p.Audiences {
+			if a == "" {
+				v.errorf(fmt.Sprintf("%s.audiences[%d]", path, j), "empty audience")
+			}
+		}
+		if len(p.Algorithms) == 0 {
+			v.errorf(path+".algorithms", "at least one algorithm is needed")
+		}
+		for j, a := range p.Algorithms {
+			if !slices.Contains(knownAlgorithms, a) {
+				v.errorf(fmt.Sprintf("%s.algorithms[%d]", path, j), "algorithm %q not allowed (allowed: %s; HMAC and none never are)", a, strings.Join(knownAlgorithms, ", "))
+			}
+		}
+		if p.MaxTokenBytes < 1024 || p.MaxTokenBytes > 1<<20 {
+			v.errorf(path+".max_token_bytes", "must be between 1024 and 1048576")
+		}
+		if p.JWKSRefresh.D() < 60e9 {
+			v.errorf(path+".jwks_refresh", "must be at least 1m")
+		}
+		if p.ClockSkew.D() > 600e9 {
+			v.errorf(path+".clock_skew", "must be at most 10m")
+		}
+	}
+}
+
+// secureURL checks an identity URL: https, or http only on a loopback host
+// (local development and tests).
+func (v *validator) secureURL(path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		v.errorf(path, "bad URL %q: want https://host[/path]", raw)
+		return
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			v.errorf(path, "%q must use https (http is accepted only for loopback hosts)", raw)
+		}
+	default:
+		v.errorf(path, "bad URL %q: want https://host[/path]", raw)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func (v *validator) secrets() {
+	seen := map[string]bool{}
+	for i, p := range v.c.Secrets.Providers {
+		path := fmt.Sprintf("secrets.providers[%d]", i)
+		if !nameRE.MatchString(p.Name) {
+			v.errorf(path+".name", "bad name %q", p.Name)
+		}
+		if seen[p.Name] {
+			v.errorf(path+".name", "duplicate secret provider name %q", p.Name)
+		}
+		seen[p.Name] = true
+		switch p.Type {
+		case "file":
+			if p.Dir == "" {
+				v.errorf(path, "missing required key \"dir\" for type file")
+			}
+		case "azure_keyvault":
+			v.errorf(path+".type", "type azure_keyvault is not supported by this version of ztgate yet")
+		}
+	}
+}
+
+func (v *validator) services() {
+	if len(v.c.Services) == 0 {
+		v.errorf("services", "no services: every request would be denied; declare at least one")
+	}
+	var specs []route.Spec
+	var owners []string // key path of the route behind each spec
+	seen := map[string]bool{}
+	for i, s := range v.c.Services {
+		path := fmt.Sprintf("services[%d]", i)
+		if !nameRE.MatchString(s.Name) {
+			v.errorf(path+".name", "bad name %q: letters, digits, '.', '_' and '-' only", s.Name)
+		}
+		if seen[s.Name] {
+			v.errorf(path+".name", "duplicate service name %q", s.Name)
+		}
+		seen[s.Name] = true
+		v.upstream(path, s)
+		for j, h := range s.Hosts {
+			if !hostRE.MatchString(h) {
+				v.errorf(fmt.Sprintf("%s.hosts[%d]", path, j), "bad host %q: want a lower-case DNS name or *.domain", h)
+			}
+		}
+		if s.MaxBodyBytes <= 0 {
+			v.errorf(path+".max_body_bytes", "must be positive")
+		}
+		if s.MaxIdleConns <= 0 {
+			v.errorf(path+".max_idle_conns", "must be positive")
+		}
+		for _, t := range []struct {
+			key string
+			d   Duration
+		}{{"dial", s.Timeouts.Dial}, {"response_header", s.Timeouts.ResponseHeader}, {"idle", s.Timeouts.Idle}, {"overall", s.Timeouts.Overall}} {
+			if t.d <= 0 {
+				v.errorf(path+".timeouts."+t.key, "must be positive")
+			}
+		}
+		if s.Allow != nil {
+			v.rule(path+".allow", s.Allow)
+		}
+		if len(s.Routes) == 0 {
+			v.errorf(path+".routes", "no routes: the service could never be reached")
+		}
+		routeNames := map[string]bool{}
+		for j, r := range s.Routes {
+			rp := fmt.Sprintf("%s.routes[%d]", path, j)
+			if !nameRE.MatchString(r.Name) {
+				v.errorf(rp+".name", "bad name %q: letters, digits, '.', '_' and '-' only", r.Name)
+			}
+			if routeNames[r.Name] {
+				v.errorf(rp+".name", "duplicate route name %q in service %q", r.Name, s.Name)
+			}
+			routeNames[r.Name] = true
+			for k, m := range r.Match.Methods {
+				mp := fmt.Sprintf("%s.match.methods[%d]", rp, k)
+				switch {
+				case !methodRE.MatchString(m):
+					v.errorf(mp, "bad method %q: want an upper-case HTTP method such as GET", m)
+				case m == "CONNECT":
+					v.errorf(mp, "CONNECT is never proxied: the gateway does not tunnel")
+				case slices.Contains(r.Match.Methods[:k], m):
+					v.errorf(mp, "duplicate method %q", m)
+				}
+			}
+			if r.Match.Host != "" && !hostRE.MatchString(r.Match.Host) {
+				v.errorf(rp+".match.host", "bad host %q: want a lower-case DNS name or *.domain", r.Match.Host)
+			}
+			if r.Allow != nil {
+				v.rule(rp+".allow", r.Allow)
+			}
+			hosts := s.Hosts
+			if r.Match.Host != "" {
+				hosts = []string{r.Match.Host}
+			}
+			if len(hosts) == 0 {
+				hosts = []string{""}
+			}
+			for _, h := range hosts {
+				spec := route.Spec{Host: h, Methods: r.Match.Methods, Path: r.Match.Path}
+				if _, err := route.Compile([]route.Spec{spec}); err != nil {
+					v.errorf(rp+".match.path", "%v", err)
+					break
+				}
+				specs = append(specs, spec)
+				owners = append(owners, rp)
+			}
+		}
+	}
+	if len(v.errs) > 0 {
+		return
+	}
+	if _, err := route.Compile(specs); err != nil {
+		var oe *route.OverlapError
+		if errors.As(err, &oe) {
+			a, b := owners[oe.A], owners[oe.B]
+			pa := v.c.pos[a]
+			v.errorf(b+".match", "route %q can never match %s %s: route %q at line %d matches the same requests (give them different methods or paths)",
+				v.routeName(b), oe.Method, specs[oe.B].Path, v.routeName(a), pa.Line)
+			return
+		}
+		v.errorf("services", "%v", err)
+	}
+}
+
+func (v *validator) routeName(path string) string {
+	var i, j int
+	fmt.Sscanf(path, "services[%d].routes[%d]", &i, &j)
+	return v.c.Services[i].Name + "/" + v.c.Services[i].Routes[j].Name
+}
+
+func (v *validator) upstream(path string, s Service) {
+	u, err := url.Parse(s.Upstream)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		v.errorf(path+".upstream", "bad upstream %q: want http(s)://host[:port][/path]", s.Upstream)
+		return
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		v.errorf(path+".upstream", "upstream %q must not carry credentials, a query or a fragment (inject credentials instead)", s.Upstream)
+	}
+	if t := s.UpstreamTLS; t != nil {
+		if u.Scheme != "https" {
+			v.errorf(path+".upstream_tls", "upstream_tls is set but the upstream %q is not https", s.Upstream)
+		}
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			v.errorf(path+".upstream_tls", "cert_file and key_file go together")
+		}
+	}
+}
+
+func (v *validator) rule(path string, r *Rule) {
+	empty := true
+	lists := []struct {
+		key  string
+		vals []string
+	}{{"roles", r.Roles}, {"scopes", r.Scopes}, {"groups", r.Groups}, {"tenants", r.Tenants}, {"apps", r.Apps}, {"subjects", r.Subjects}, {"identity_types", r.IdentityTypes}, {"ip", r.IP}}
+	for _, l := range lists {
+		if l.vals == nil {
+			continue
+		}
+		empty = false
+		if len(l.vals) == 0 {
+			v.errorf(path+"."+l.key, "empty list: it could never match; remove the key or list values")
+		}
+		for i, s := range l.vals {
+			if s == "" {
+				v.errorf(fmt.Sprintf("%s.%s[%d]", path, l.key, i), "empty value")
+			}
+		}
+	}
+	for i, c := range r.IP {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			if _, err2 := netip.ParseAddr(c); err2 != nil {
+				v.errorf(fmt.Sprintf("%s.ip[%d]", path, i), "bad CIDR %q", c)
+			}
+		}
+	}
+	if r.Authenticated || r.MFA {
+		empty = false
+	}
+	if r.AnyOf != nil {
+		empty = false
+		if len(r.AnyOf) == 0 {
+			v.errorf(path+".any_of", "empty any_of could never match")
+		}
+	}
+	if r.AllOf != nil {
+		empty = false
+		if len(r.AllOf) == 0 {
+			v.errorf(path+".all_of", "empty all_of: list at least one rule")
+		}
+	}
+	for i := range r.AnyOf {
+		v.rule(fmt.Sprintf("%s.any_of[%d]", path, i), &r.AnyOf[i])
+	}
+	for i := range r.AllOf {
+		v.rule(fmt.Sprintf("%s.all_of[%d]", path, i), &r.AllOf[i])
+	}
+	if r.Not != nil {
+		empty = false
+		v.rule(path+".not", r.Not)
+	}
+	if empty {
+		v.errorf(path, "empty rule: say who may call (roles, scopes, ... or authenticated: true); a route without allow denies everyone")
+	}
+}

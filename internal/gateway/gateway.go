@@ -1,0 +1,369 @@
+// Package gateway is the data plane: it matches each request to a route,
+// authenticates the caller, applies the route's policy and proxies what is
+// allowed to the service's upstream. Everything else is refused with a JSON
+// error carrying a stable reason and the request id.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ztgate/ztgate/internal/authn"
+	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/identity"
+	"github.com/ztgate/ztgate/internal/policy"
+	"github.com/ztgate/ztgate/internal/route"
+)
+
+// Runtime is one immutable, fully built configuration. A reload builds a new
+// Runtime and swaps it in whole; requests in flight finish on the old one.
+type Runtime struct {
+	cfg       *config.Config
+	table     *route.Table
+	entries   []*entry // by route spec index
+	authn     *authn.Authenticator
+	upstreams []*upstream
+}
+
+type entry struct {
+	service string
+	route   string
+	up      *upstream
+	policy  *policy.Policy
+}
+
+// Build compiles cfg into a Runtime. It does no network I/O.
+func Build(cfg *config.Config, an *authn.Authenticator, logger *slog.Logger) (*Runtime, error) {
+	rt := &Runtime{cfg: cfg, authn: an}
+	var specs []route.Spec
+	for i := range cfg.Services {
+		s := &cfg.Services[i]
+		up, err := newUpstream(s, logger)
+		if err != nil {
+			rt.Close()
+			return nil, err
+		}
+		rt.upstreams = append(rt.upstreams, up)
+		for j := range s.Routes {
+			r := &s.Routes[j]
+			rule := r.Allow
+			if rule == nil {
+				rule = s.Allow
+			}
+			modeName := r.Mode
+			if modeName == "" {
+				modeName = s.Mode
+			}
+			mode := policy.Enforce
+			if modeName == "report_only" {
+				mode = policy.ReportOnly
+			}
+			p, err := policy.Compile(s.Name+"/"+r.Name, cfg.Hash, rule, mode)
+			if err != nil {
+				rt.Close()
+				return nil, err
+			}
+			e := &entry{service: s.Name, route: r.Name, up: up, policy: p}
+			hosts := s.Hosts
+			if r.Match.Host != "" {
+				hosts = []string{r.Match.Host}
+			}
+			if len(hosts) == 0 {
+				hosts = []string{""}
+			}
+			for _, h := range hosts {
+				specs = append(specs, route.Spec{Host: h, Methods: r.Match.Methods, Path: r.Match.Path})
+				rt.entries = append(rt.entries, e)
+			}
+		}
+	}
+	t, err := route.Compile(specs)
+	if err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("routes: %w", err)
+	}
+	rt.table = t
+	return rt, nil
+}
+
+// Close releases the runtime's idle upstream connections.
+func (rt *Runtime) Close() {
+	for _, u := range rt.upstreams {
+		u.transport.CloseIdleConnections()
+	}
+}
+
+// Config returns the configuration the runtime was built from.
+func (rt *Runtime) Config() *config.Config { return rt.cfg }
+
+// Gateway is the data plane handler.
+type Gateway struct {
+	rt      atomic.Pointer[Runtime]
+	logger  *slog.Logger
+	metrics *Metrics
+}
+
+// New returns a gateway serving rt.
+func New(rt *Runtime, logger *slog.Logger, m *Metrics) *Gateway {
+	g := &Gateway{logger: logger, metrics: m}
+	g.rt.Store(rt)
+	return g
+}
+
+// Swap installs rt and returns the runtime it replaces.
+func (g *Gateway) Swap(rt *Runtime) *Runtime { return g.rt.Swap(rt) }
+
+// Runtime returns the runtime now serving.
+func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
+
+// reqState travels with a request through the proxy.
+type reqState struct {
+	requestID       string
+	clientRequestID string
+	path            string // normalised, escaped
+	err             *httpError
+}
+
+type stateKey struct{}
+
+func stateFrom(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	if st == nil {
+		return &reqState{}
+	}
+	return st
+}
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// newRequestID returns 80 random bits, 16 characters.
+func newRequestID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}
+
+// recorder remembers the status and size of a response. Unwrap keeps
+// http.ResponseController (flush, hijack for WebSocket) working.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// ServeHTTP handles one data plane request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rt := g.rt.Load()
+	st := &reqState{requestID: newRequestID()}
+	if c := r.Header.Get(headerRequestID); validClientRequestID(c) {
+		st.clientRequestID = c
+	}
+	rec := &recorder{ResponseWriter: w}
+	rec.Header().Set(headerRequestID, st.requestID)
+	ev := event{start: start, method: r.Method}
+
+	herr := g.serve(rec, r, rt, st, &ev)
+	if herr != nil {
+		writeError(rec, st.requestID, herr)
+		ev.reason = herr.Reason
+		if ev.decision == "" {
+			ev.decision = "deny"
+		}
+	} else if st.err != nil {
+		ev.reason = st.err.Reason
+		ev.decision = "error"
+	}
+	ev.status = rec.status
+	g.record(r, st, &ev, herr)
+}
+
+// event is what the gateway records of one request.
+type event struct {
+	start    time.Time
+	method   string
+	service  string
+	route    string
+	decision string // allow | deny | would_deny | error
+	reason   string
+	reasons  []string
+	id       *identity.Identity
+	status   int
+}
+
+func (g *Gateway) record(r *http.Request, st *reqState, ev *event, herr *httpError) {
+	dur := time.Since(ev.start)
+	g.metrics.observe(ev, dur)
+	attrs := []slog.Attr{
+		slog.String("request_id", st.requestID),
+		slog.String("method", ev.method),
+		slog.String("path", st.path),
+		slog.String("service", ev.service),
+		slog.String("route", ev.route),
+		slog.String("decision", ev.decision),
+		slog.Int("status", ev.status),
+		slog.String("remote", r.RemoteAddr),
+		slog.Duration("duration", dur),
+	}
+	if ev.reason != "" {
+		attrs = append(attrs, slog.String("reason", ev.reason))
+	}
+	if len(ev.reasons) > 0 {
+		attrs = append(attrs, slog.Any("reasons", ev.reasons))
+	}
+	if ev.id != nil {
+		attrs = append(attrs, slog.String("identity", ev.id.Key()), slog.String("identity_type", string(ev.id.Type)))
+	}
+	if st.clientRequestID != "" {
+		attrs = append(attrs, slog.String("client_request_id", st.clientRequestID))
+	}
+	if herr != nil && herr.Err != nil {
+		attrs = append(attrs, slog.String("error", herr.Err.Error()))
+	} else if st.err != nil && st.err.Err != nil {
+		attrs = append(attrs, slog.String("error", st.err.Err.Error()))
+	}
+	g.logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st *reqState, ev *event) *httpError {
+	if r.Method == http.MethodConnect {
+		return &httpError{Code: http.StatusMethodNotAllowed, Reason: ReasonConnectRefused, Public: "CONNECT is not supported: the gateway does not tunnel"}
+	}
+	// Only origin-form targets: absolute-form (http://other/...) and
+	// asterisk-form could otherwise choose a host the routes did not.
+	raw := r.RequestURI
+	if !strings.HasPrefix(raw, "/") {
+		return &httpError{Code: http.StatusBadRequest, Reason: ReasonBadRequestTarget, Public: "the request target must be a path (origin-form)"}
+	}
+	rawPath, _, _ := strings.Cut(raw, "?")
+	path, err := route.NormalizePath(rawPath)
+	if err != nil {
+		reason := "bad_path"
+		if pe, ok := err.(*route.PathError); ok {
+			reason = pe.Reason
+		}
+		return &httpError{Code: http.StatusBadRequest, Reason: reason, Public: "the request path is not acceptable", Err: err}
+	}
+	st.path = path
+	host, ok := requestHost(r.Host)
+	if !ok {
+		return &httpError{Code: http.StatusBadRequest, Reason: ReasonBadHost, Public: "bad Host header"}
+	}
+
+	var params route.Params
+	idx, ok := rt.table.Match(host, r.Method, path, &params)
+	if !ok {
+		return &httpError{Code: http.StatusNotFound, Reason: ReasonNoRoute, Public: "no route matches this request"}
+	}
+	e := rt.entries[idx]
+	ev.service, ev.route = e.service, e.route
+
+	if r.ContentLength > e.up.maxBody {
+		return &httpError{Code: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge, Public: fmt.Sprintf("request body larger than %d bytes", e.up.maxBody)}
+	}
+
+	id, f := rt.authn.Authenticate(r)
+	if f != nil {
+		return authnError(f)
+	}
+	ev.id = id
+
+	d := e.policy.Evaluate(&policy.Input{Identity: id, IP: clientIP(r)})
+	ev.reasons = d.Reasons
+	if !d.Allow {
+		reason := d.DenyReason()
+		return &httpError{Code: http.StatusForbidden, Reason: reason, Public: "the caller is not allowed to make this request"}
+	}
+	ev.decision = "allow"
+	if d.WouldDeny {
+		ev.decision = "would_deny"
+	}
+
+	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	ctx = identity.NewContext(ctx, id)
+	if !isUpgrade(r) && e.up.overall > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.up.overall)
+		defer cancel()
+	}
+	out := r.WithContext(ctx)
+	if r.Body != nil && r.Body != http.NoBody {
+		out.Body = http.MaxBytesReader(w, r.Body, e.up.maxBody)
+	}
+	e.up.proxy.ServeHTTP(w, out)
+	return nil
+}
+
+func authnError(f *authn.Failure) *httpError {
+	he := &httpError{Code: f.Status, Reason: f.Reason, Public: f.Description, Err: f.Err, Header: http.Header{}}
+	if f.Status == http.StatusUnauthorized {
+		// RFC 6750 §3: no error attribute when no credentials were sent.
+		v := `Bearer realm="ztgate"`
+		if f.Reason != authn.ReasonMissingCredentials {
+			v += fmt.Sprintf(`, error="invalid_token", error_description=%q`, f.Description)
+		}
+		he.Header.Set("WWW-Authenticate", v)
+	}
+	return he
+}
+
+func isUpgrade(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" && strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
+}
+
+// requestHost returns the lower-case host without port.
+func requestHost(h string) (string, bool) {
+	if h == "" {
+		return "", true
+	}
+	if host, port, err := net.SplitHostPort(h); err == nil {
+		if _, err := strconv.Atoi(port); err != nil {
+			return "", false
+		}
+		h = host
+	}
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == ':' || c == '[' || c == ']') {
+			return "", false
+		}
+	}
+	return h, true
+}
+
+func clientIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}

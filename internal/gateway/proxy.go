@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ztgate/ztgate/internal/config"
+)
+
+// upstream is one service's connection to its backend.
+type upstream struct {
+	service   string
+	target    *url.URL
+	basePath  string // upstream path prefix without a trailing slash
+	transport *http.Transport
+	proxy     *httputil.ReverseProxy
+	overall   time.Duration
+	maxBody   int64
+	fwdAuthz  bool
+}
+
+func newUpstream(s *config.Service, logger *slog.Logger) (*upstream, error) {
+	target, err := url.Parse(s.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("service %s: upstream: %w", s.Name, err)
+	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t := s.UpstreamTLS; t != nil {
+		if t.CAFile != "" {
+			pem, err := os.ReadFile(t.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("service %s: upstream_tls.ca_file: %w", s.Name, err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("service %s: upstream_tls.ca_file %s: no PEM certificates", s.Name, t.CAFile)
+			}
+			tlsConf.RootCAs = pool
+		}
+		if t.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("service %s: upstream_tls client certificate: %w", s.Name, err)
+			}
+			tlsConf.Certificates = []tls.Certificate{cert}
+		}
+		tlsConf.ServerName = t.ServerName
+	}
+	dialer := &net.Dialer{Timeout: s.Timeouts.Dial.D(), KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		// Proxy is nil on purpose: a service reaches its upstream directly,
+		// never through an environment-chosen proxy.
+		DialContext:            dialer.DialContext,
+		TLSClientConfig:        tlsConf,
+		TLSHandshakeTimeout:    s.Timeouts.Dial.D(),
+		ResponseHeaderTimeout:  s.Timeouts.ResponseHeader.D(),
+		IdleConnTimeout:        s.Timeouts.Idle.D(),
+		MaxIdleConns:           s.MaxIdleConns,
+		MaxIdleConnsPerHost:    s.MaxIdleConns,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+		ForceAttemptHTTP2:      target.Scheme == "https",
+	}
+	u := &upstream{
+		service:   s.Name,
+		target:    target,
+		basePath:  strings.TrimSuffix(target.EscapedPath(), "/"),
+		transport: tr,
+		overall:   s.Timeouts.Overall.D(),
+		maxBody:   s.MaxBodyBytes,
+		fwdAuthz:  s.ForwardAuthorization,
+	}
+	u.proxy = &httputil.ReverseProxy{
+		Rewrite:       u.rewrite,
+		Transport:     tr,
+		FlushInterval: -1, // stream: flush every write (server-sent events, gRPC-web)
+		ErrorHandler:  u.errorHandler,
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return u, nil
+}
+
+// rewrite builds the upstream request. ReverseProxy has already removed
+// hop-by-hop headers, those named in Connection, and X-Forwarded-For/Host/Proto.
+func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
+	st := stateFrom(pr.In.Context())
+	out := pr.Out
+	out.URL.Scheme = u.target.Scheme
+	out.URL.Host = u.target.Host
+	out.URL.User = nil
+	escaped := u.basePath + st.path
+	p, err := url.PathUnescape(escaped)
+	if err != nil {
+		p = escaped // unreachable: the path was normalised
+	}
+	out.URL.Path, out.URL.RawPath = p, escaped
+	out.URL.RawQuery = pr.In.URL.RawQuery
+	out.Host = u.target.Host // the client's Host never picks the upstream
+	stripSpoofable(out.Header)
+	if !u.fwdAuthz {
+		out.Header.Del("Authorization")
+	}
+	pr.SetXForwarded()
+	out.Header.Set(headerRequestID, st.requestID)
+	if st.clientRequestID != "" {
+		out.Header.Set(headerClientRequestID, st.clientRequestID)
+	}
+}
+
+func (u *upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateFrom(r.Context())
+	var he *httpError
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		he = &httpError{Code: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge, Public: fmt.Sprintf("request body larger than %d bytes", mbe.Limit), Err: err}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		he = &httpError{Code: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout, Public: "the upstream did not answer in time", Err: err}
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads this response.
+		he = &httpError{Code: 499, Reason: "client_closed_request", Err: err}
+	default:
+		he = &httpError{Code: http.StatusBadGateway, Reason: ReasonUpstreamUnavailable, Public: "the upstream is unavailable", Err: err}
+	}
+	st.err = he
+	writeError(w, st.requestID, he)
+}

@@ -1,0 +1,391 @@
+// Package node wires one gateway node together: it loads the configuration,
+// builds the verifiers, the data plane and the admin API, serves them, and
+// reloads on SIGHUP or when the file changes. Only cmd/ and the CLI import it.
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ztgate/ztgate/internal/admin"
+	"github.com/ztgate/ztgate/internal/authn"
+	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/gateway"
+	"github.com/ztgate/ztgate/internal/secrets"
+)
+
+// LoadConfig reads and validates a configuration file, resolving references.
+func LoadConfig(path string) (*config.Config, error) {
+	return config.Load(path, config.Options{Secrets: secrets.NewResolver})
+}
+
+// Options tune a node.
+type Options struct {
+	Logger *slog.Logger
+	// WatchInterval is how often the config and certificate files are
+	// checked for changes; 0 means 2 s.
+	WatchInterval time.Duration
+	// Ready, if set, receives the bound addresses once both listeners serve.
+	Ready func(data, admin net.Addr)
+}
+
+// Node is one running gateway.
+type Node struct {
+	path   string
+	opts   Options
+	logger *slog.Logger
+	reg    *prometheus.Registry
+	gw     *gateway.Gateway
+
+	mu         sync.Mutex
+	cfg        *config.Config
+	fileSum    [32]byte
+	loadedAt   time.Time
+	lastReload *admin.ReloadResult
+	verifiers  map[string]*verifier // by provider fingerprint
+	certs      *certLoader
+}
+
+type verifier struct {
+	oidc   *authn.OIDC
+	name   string
+	cancel context.CancelFunc
+}
+
+// Run loads the configuration at path and serves until ctx ends or SIGTERM /
+// SIGINT arrives, then drains in-flight requests.
+func Run(ctx context.Context, path string, opts Options) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.WatchInterval == 0 {
+		opts.WatchInterval = 2 * time.Second
+	}
+	n := &Node{path: path, opts: opts, logger: opts.Logger, verifiers: map[string]*verifier{}}
+	cfg, sum, err := n.load()
+	if err != nil {
+		return err
+	}
+	n.reg = prometheus.NewRegistry()
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := gateway.NewMetrics(n.reg)
+
+	runCtx, stopVerifiers := context.WithCancel(context.Background())
+	defer stopVerifiers()
+	rt, err := n.build(runCtx, cfg)
+	if err != nil {
+		return err
+	}
+	n.gw = gateway.New(rt, n.logger, metrics)
+	n.cfg, n.fileSum, n.loadedAt = cfg, sum, time.Now()
+	n.retireVerifiers(cfg)
+
+	var tlsConf *tls.Config
+	if t := cfg.Listen.TLS; t != nil {
+		n.certs = &certLoader{certFile: t.CertFile, keyFile: t.KeyFile}
+		if err := n.certs.load(); err != nil {
+			return fmt.Errorf("listen.tls: %w", err)
+		}
+		tlsConf, err = serverTLS(t, n.certs)
+		if err != nil {
+			return err
+		}
+	}
+
+	dataLn, err := net.Listen("tcp", cfg.Listen.Address)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen.Address, err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.Admin.Address)
+	if err != nil {
+		dataLn.Close()
+		return fmt.Errorf("admin listen %s: %w", cfg.Admin.Address, err)
+	}
+	errLog := slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn)
+	data := &http.Server{
+		Handler:           n.gw,
+		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
+		ReadTimeout:       cfg.Listen.ReadTimeout.D(),
+		IdleTimeout:       cfg.Listen.IdleTimeout.D(),
+		MaxHeaderBytes:    cfg.Listen.MaxHeaderBytes,
+		ErrorLog:          errLog,
+		TLSConfig:         tlsConf,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:      250,
+			MaxReceiveBufferPerStream: 1 << 20,
+		},
+	}
+	adm := &http.Server{
+		Handler:           admin.Handler(n.reg, n.status),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errLog,
+	}
+	errc := make(chan error, 2)
+	go func() {
+		var err error
+		if tlsConf != nil {
+			err = data.ServeTLS(dataLn, "", "")
+		} else {
+			err = data.Serve(dataLn)
+		}
+		errc <- err
+	}()
+	go func() { errc <- adm.Serve(adminLn) }()
+	n.logger.Info("ztgate serving", "address", dataLn.Addr().String(), "tls", tlsConf != nil, "admin", adminLn.Addr().String(), "config", path, "config_hash", cfg.Hash)
+	if opts.Ready != nil {
+		opts.Ready(dataLn.Addr(), adminLn.Addr())
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	tick := time.NewTicker(opts.WatchInterval)
+	defer tick.Stop()
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				n.logger.Info("SIGHUP: reloading configuration")
+				n.reload(runCtx, true)
+				continue
+			}
+			n.logger.Info("signal: shutting down", "signal", s.String())
+			break loop
+		case <-tick.C:
+			n.reload(runCtx, false)
+			if n.certs != nil {
+				if changed, err := n.certs.reloadIfChanged(); err != nil {
+					n.logger.Error("TLS certificate not reloaded; the old one keeps serving", "error", err)
+				} else if changed {
+					n.logger.Info("TLS certificate reloaded", "cert_file", n.certs.certFile)
+				}
+			}
+		case err := <-errc:
+			runErr = fmt.Errorf("serve: %w", err)
+			break loop
+		}
+	}
+	n.mu.Lock()
+	grace := n.cfg.Listen.ShutdownTimeout.D()
+	n.mu.Unlock()
+	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	n.logger.Info("draining in-flight requests", "timeout", grace.String())
+	if err := data.Shutdown(shutCtx); err != nil {
+		n.logger.Error("drain incomplete", "error", err)
+	}
+	_ = adm.Shutdown(shutCtx)
+	n.gw.Runtime().Close()
+	n.logger.Info("ztgate stopped")
+	return runErr
+}
+
+func (n *Node) load() (*config.Config, [32]byte, error) {
+	data, err := os.ReadFile(n.path)
+	if err != nil {
+		return nil, [32]byte{}, &config.Error{File: n.path, Msg: fmt.Sprintf("cannot read configuration: %v", errors.Unwrap(err))}
+	}
+	sum := sha256.Sum256(data)
+	if len(data) > config.MaxFileBytes {
+		return nil, sum, &config.Error{File: n.path, Msg: "configuration too large"}
+	}
+	cfg, err := config.Parse(n.path, data, config.Options{Secrets: secrets.NewResolver})
+	return cfg, sum, err
+}
+
+// build makes a runtime for cfg, reusing the verifiers of unchanged
+// providers so their keys stay warm across reloads.
+func (n *Node) build(ctx context.Context, cfg *config.Config) (*gateway.Runtime, error) {
+	var vs []authn.Verifier
+	maxToken := 0
+	for _, p := range cfg.Identity.Providers {
+		fp := fmt.Sprintf("%#v", p)
+		v, ok := n.verifiers[fp]
+		if !ok {
+			o := authn.NewOIDC(authn.OIDCConfig{
+				Name: p.Name, Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms,
+				ClockSkew: p.ClockSkew.D(), Refresh: p.JWKSRefresh.D(), Logger: n.logger,
+			})
+			vctx, cancel := context.WithCancel(ctx)
+			go o.Run(vctx)
+			v = &verifier{oidc: o, name: p.Name, cancel: cancel}
+			n.verifiers[fp] = v
+		}
+		vs = append(vs, v.oidc)
+		maxToken = max(maxToken, p.MaxTokenBytes)
+	}
+	if maxToken == 0 {
+		maxToken = 16384
+	}
+	return gateway.Build(cfg, authn.NewAuthenticator(maxToken, vs...), n.logger)
+}
+
+// retireVerifiers stops the verifiers that cfg no longer uses.
+func (n *Node) retireVerifiers(cfg *config.Config) {
+	keep := map[string]bool{}
+	for _, p := range cfg.Identity.Providers {
+		keep[fmt.Sprintf("%#v", p)] = true
+	}
+	for fp, v := range n.verifiers {
+		if !keep[fp] {
+			v.cancel()
+			delete(n.verifiers, fp)
+		}
+	}
+}
+
+// reload builds the whole new configuration first; on any error the old one
+// keeps serving and the error is logged and shown on /readyz.
+func (n *Node) reload(ctx context.Context, force bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !force {
+		data, err := os.ReadFile(n.path)
+		if err == nil && sha256.Sum256(data) == n.fileSum {
+			return
+		}
+	}
+	cfg, sum, err := n.load()
+	if err == nil && (cfg.Listen.Address != n.cfg.Listen.Address || cfg.Admin.Address != n.cfg.Admin.Address) {
+		err = errors.New("listen.address and admin.address cannot change on reload; restart the gateway")
+	}
+	var rt *gateway.Runtime
+	if err == nil {
+		rt, err = n.build(ctx, cfg)
+	}
+	now := time.Now()
+	if err != nil {
+		n.fileSum = sum // do not retry the same broken file every tick
+		n.lastReload = &admin.ReloadResult{At: now.UTC().Format(time.RFC3339), OK: false, Error: err.Error()}
+		n.logger.Error("configuration reload failed; the previous configuration keeps serving", "config", n.path, "error", err)
+		n.retireVerifiers(n.cfg)
+		return
+	}
+	old := n.gw.Swap(rt)
+	n.retireVerifiers(cfg)
+	n.cfg, n.fileSum, n.loadedAt = cfg, sum, now
+	n.lastReload = &admin.ReloadResult{At: now.UTC().Format(time.RFC3339), OK: true}
+	n.logger.Info("configuration reloaded", "config", n.path, "config_hash", cfg.Hash)
+	// Requests in flight keep their runtime; idle connections go.
+	time.AfterFunc(time.Minute, old.Close)
+}
+
+func (n *Node) status() admin.Readiness {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r := admin.Readiness{Ready: true, ConfigHash: n.cfg.Hash, ConfigFile: n.path, LoadedAt: n.loadedAt.UTC().Format(time.RFC3339), LastReload: n.lastReload}
+	for _, p := range n.cfg.Identity.Providers {
+		v := n.verifiers[fmt.Sprintf("%#v", p)]
+		ps := admin.ProviderStatus{Name: p.Name}
+		if v != nil {
+			ok, err := v.oidc.Ready()
+			ps.KeysLoaded = ok
+			if err != nil {
+				ps.Error = err.Error()
+			}
+		}
+		if !ps.KeysLoaded {
+			r.Ready = false
+			r.Problems = append(r.Problems, fmt.Sprintf("identity provider %s: keys not loaded", p.Name))
+		}
+		r.Providers = append(r.Providers, ps)
+	}
+	if n.lastReload != nil && !n.lastReload.OK {
+		r.Problems = append(r.Problems, "last reload failed; the previous configuration is serving: "+n.lastReload.Error)
+	}
+	return r
+}
+
+func serverTLS(t *config.ListenTLS, certs *certLoader) (*tls.Config, error) {
+	c := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: certs.get,
+		NextProtos:     []string{"h2", "http/1.1"},
+	}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("listen.tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("listen.tls.client_ca_file %s: no PEM certificates", t.ClientCAFile)
+		}
+		c.ClientCAs = pool
+	}
+	switch t.ClientAuth {
+	case "optional":
+		c.ClientAuth = tls.VerifyClientCertIfGiven
+	case "require":
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return c, nil
+}
+
+// certLoader serves the listener's certificate and reloads it when its
+// files change.
+type certLoader struct {
+	certFile, keyFile string
+	mu                sync.RWMutex
+	cert              *tls.Certificate
+	certMod, keyMod   time.Time
+}
+
+func (c *certLoader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.cert, nil
+}
+
+func (c *certLoader) load() error {
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		return err
+	}
+	cm, km := modTime(c.certFile), modTime(c.keyFile)
+	c.mu.Lock()
+	c.cert, c.certMod, c.keyMod = &cert, cm, km
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *certLoader) reloadIfChanged() (bool, error) {
+	c.mu.RLock()
+	same := modTime(c.certFile).Equal(c.certMod) && modTime(c.keyFile).Equal(c.keyMod)
+	c.mu.RUnlock()
+	if same {
+		return false, nil
+	}
+	if err := c.load(); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func modTime(path string) time.Time {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}
