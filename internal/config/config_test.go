@@ -61,7 +61,7 @@ func TestLoadValid(t *testing.T) {
 	if got, want := s.Routes[1].Mode, "report_only"; got != want {
 		t.Errorf("mode: got %q, want %q", got, want)
 	}
-	if got, want := c.PosOf("services[0].routes[1].match.path"), (Pos{Line: 25, Column: 38}); got != want {
+	if got, want := c.PosOf("services[0].routes[1].match.path"), (Pos{Line: 25, Column: 54}); got != want {
 		t.Errorf("position: got %v, want %v", got, want)
 	}
 	if len(c.Hash) != 12 {
@@ -94,7 +94,7 @@ func TestLoadErrors(t *testing.T) {
 		{"wrong type string", strings.Replace(base, `upstream: http://127.0.0.1:8080`, "upstream: 8080", 1), []string{"x.yaml:7:15: services[0].upstream: expected a string, got integer 8080"}},
 		{"wrong type list", strings.Replace(base, "methods: [GET]", "methods: GET", 1), []string{"services[0].routes[0].match.methods: expected a list"}},
 		{"bad duration", base + "  # x\n", nil},
-		{"bad duration value", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", read_header_timeout: 10 }", 1), []string{"x.yaml:1:55: listen.read_header_timeout: expected a duration"}},
+		{"bad duration value", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", read_header_timeout: 10 }", 1), []string{"x.yaml:1:50: listen.read_header_timeout: expected a duration"}},
 		{"bad duration unit", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", idle_timeout: 5x }", 1), []string{"listen.idle_timeout: bad duration \"5x\""}},
 		{"negative duration", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", idle_timeout: -5s }", 1), []string{"must not be negative"}},
 		{"duplicate route name", base + "      - name: r1\n        match: { methods: [POST], path: \"/orders/**\" }\n", []string{"x.yaml:12:15: services[0].routes[1].name: duplicate route name \"r1\""}},
@@ -115,10 +115,10 @@ func TestLoadErrors(t *testing.T) {
 		{"connect", strings.Replace(base, "[GET]", "[CONNECT]", 1), []string{"CONNECT is never proxied"}},
 		{"bad path pattern", strings.Replace(base, "/orders/**", "/orders/**/x", 1), []string{"services[0].routes[0].match.path:"}},
 		{"unsupported key", base + "        rate_limit: { key: identity, limit: 1, per: 1m }\n", []string{"services[0].routes[0].rate_limit: \"rate_limit\" is part of the configuration contract but not supported"}},
-		{"unset env", strings.Replace(base, "Orders.Read", "${env:NOPE}", 1), []string{"x.yaml:11:26: services[0].routes[0].allow.roles[0]: environment variable NOPE referenced by ${env:NOPE} is not set"}},
-		{"unknown secret", strings.Replace(base, "Orders.Read", "${secret:vault/x}", 1), []string{"${secret:vault/x}: not found"}},
-		{"bad reference", strings.Replace(base, "Orders.Read", "${oops}", 1), []string{"bad reference ${oops}"}},
-		{"unterminated reference", strings.Replace(base, "Orders.Read", "${env:X", 1), []string{"unterminated reference"}},
+		{"unset env", strings.Replace(base, "Orders.Read", `"${env:NOPE}"`, 1), []string{"x.yaml:11:26: services[0].routes[0].allow.roles[0]: environment variable NOPE referenced by ${env:NOPE} is not set"}},
+		{"unknown secret", strings.Replace(base, "Orders.Read", `"${secret:vault/x}"`, 1), []string{"${secret:vault/x}: no secret provider named \"vault\""}},
+		{"bad reference", strings.Replace(base, "Orders.Read", `"${oops}"`, 1), []string{"bad reference ${oops}"}},
+		{"unterminated reference", strings.Replace(base, "Orders.Read", `"${env:X"`, 1), []string{"unterminated reference"}},
 		{"syntax error", base + "  - : [\n", []string{"x.yaml:"}},
 		{"two documents", base + "---\nlisten: {}\n", []string{"more than one YAML document"}},
 		{"empty", "", []string{"configuration is empty"}},

@@ -42,7 +42,7 @@ func (c *Config) Validate() error {
 	v := &validator{c: c}
 	v.address("listen.address", c.Listen.Address)
 	v.address("admin.address", c.Admin.Address)
-	if c.Listen.Address == c.Admin.Address {
+	if c.Listen.Address == c.Admin.Address && !strings.HasSuffix(c.Listen.Address, ":0") {
 		v.errorf("admin.address", "the admin listener must not share the data plane address %q", c.Listen.Address)
 	}
 	if n := c.Listen.MaxHeaderBytes; n < 1024 || n > 1<<20 {
