@@ -62,6 +62,22 @@ func TestRoutingAndIdentity(t *testing.T) {
 			}
 		})
 	}
+	_, metrics, _ := do(t, "GET", g.Admin+"/metrics", "", nil)
+	for _, want := range []string{
+		`ztgate_requests_total{decision="allow",route="read-orders",service="orders",status="200"} 1`,
+		`ztgate_requests_total{decision="deny",route="read-orders",service="orders",status="401"} 2`,
+		`ztgate_requests_total{decision="deny",route="",service="",status="404"} 3`,
+		`ztgate_denials_total{reason="role_missing",route="write-orders",service="orders"} 1`,
+		`ztgate_request_duration_seconds_bucket{decision="allow",route="read-orders",service="orders",le=`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	_, ready, _ := do(t, "GET", g.Admin+"/readyz", "", nil)
+	if !strings.Contains(string(ready), `"keys_loaded": true`) || !strings.Contains(string(ready), `"config_hash"`) {
+		t.Errorf("readyz lacks provider state or config hash: %s", ready)
+	}
 }
 
 // rawRequest sends bytes as they are and returns the status line's code.

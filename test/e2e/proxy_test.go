@@ -123,6 +123,26 @@ services:
 	if sawClientCN != "gateway-client" {
 		t.Errorf("upstream saw client certificate %q, want gateway-client", sawClientCN)
 	}
+	firstSerial := resp.TLS.PeerCertificates[0].SerialNumber
+
+	// Certificate rotation: new files on disk are served to new connections
+	// without a restart.
+	newCert, newKey, _ := ca.issue(t, t.TempDir(), "gateway-rotated", false)
+	certPEM, _ := os.ReadFile(newCert)
+	keyPEM, _ := os.ReadFile(newKey)
+	future := time.Now().Add(time.Minute)
+	os.WriteFile(gwKey, keyPEM, 0o600)
+	os.WriteFile(gwCert, certPEM, 0o600)
+	os.Chtimes(gwKey, future, future)
+	os.Chtimes(gwCert, future, future)
+	waitFor(t, "rotated certificate served", func() bool {
+		c, err := tls.Dial("tcp", g.Addr, &tls.Config{RootCAs: pool})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.Cmp(firstSerial) != 0
+	})
 }
 
 func TestUpstreamFailuresAndLimits(t *testing.T) {
