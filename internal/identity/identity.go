@@ -33,6 +33,7 @@ type Identity struct {
 	Scopes   []string
 	Groups   []string
 	AMR      []string
+	ACRS     []string // authentication context class references (acrs claim)
 	// Claims are every claim of the token, for policy expressions.
 	Claims    map[string]any
 	ExpiresAt time.Time
