@@ -18,6 +18,7 @@ type Config struct {
 	State    *State    `yaml:"state" unsupported:"true" doc:"State shared between gateway nodes."`
 	Audit    *Audit    `yaml:"audit" unsupported:"true" doc:"Audit pipeline."`
 	Secrets  Secrets   `yaml:"secrets" doc:"Secret providers that ${secret:PROVIDER/NAME} references read from."`
+	Policy   Policy    `yaml:"policy" doc:"Gateway-wide policy defaults that services and routes inherit."`
 	Services []Service `yaml:"services" doc:"The protected services, each with one upstream and its routes."`
 
 	// File is the path the configuration was loaded from.
@@ -121,6 +122,12 @@ type SecretProvider struct {
 	VaultURL string `yaml:"vault_url" doc:"azure_keyvault: the vault URL."`
 }
 
+// Policy holds gateway-wide policy defaults.
+type Policy struct {
+	Allow *Rule  `yaml:"allow" doc:"Default allow rule for routes whose service and route set none. Absent: such routes deny everyone."`
+	Mode  string `yaml:"mode" enum:"enforce,report_only" doc:"Default mode for every route."`
+}
+
 // Service is one protected upstream and its routes.
 type Service struct {
 	Name                 string       `yaml:"name" required:"true" doc:"Service name, used in metrics and audit events."`
@@ -131,8 +138,8 @@ type Service struct {
 	MaxBodyBytes         int64        `yaml:"max_body_bytes" default:"10485760" doc:"Largest request body forwarded, in bytes (413 beyond)."`
 	MaxIdleConns         int          `yaml:"max_idle_conns" default:"256" doc:"Idle upstream connections kept for reuse."`
 	ForwardAuthorization bool         `yaml:"forward_authorization" doc:"Forward the client's Authorization header to the upstream. Off by default: the upstream never sees the caller's token."`
-	Mode                 string       `yaml:"mode" enum:"enforce,report_only" doc:"Default mode for the service's routes."`
-	Allow                *Rule        `yaml:"allow" doc:"Default allow rule for routes that have none."`
+	Mode                 string       `yaml:"mode" enum:"enforce,report_only" doc:"Default mode for the service's routes (overrides policy.mode)."`
+	Allow                *Rule        `yaml:"allow" doc:"Default allow rule for the service's routes that have none (overrides policy.allow)."`
 	Inject               *Inject      `yaml:"inject" unsupported:"true" doc:"Credentials injected into upstream requests."`
 	Routes               []Route      `yaml:"routes" required:"true" doc:"Routes; a request matching none is denied (404 no_route)."`
 }
@@ -165,7 +172,7 @@ type Route struct {
 	Name      string     `yaml:"name" required:"true" doc:"Route name, unique within its service."`
 	Match     Match      `yaml:"match" required:"true" doc:"Which requests this route covers."`
 	Allow     *Rule      `yaml:"allow" doc:"Who may call. Absent: nobody (default deny)."`
-	When      string     `yaml:"when" unsupported:"true" doc:"CEL condition."`
+	When      string     `yaml:"when" doc:"A CEL condition that must also hold, over identity, request, geo, time and risk. A false result or an evaluation error denies."`
 	Mode      string     `yaml:"mode" enum:"enforce,report_only" doc:"enforce (default) or report_only: a would-deny is let through and recorded."`
 	RateLimit *RateLimit `yaml:"rate_limit" unsupported:"true" doc:"Rate limit."`
 	DLP       *DLP       `yaml:"dlp" unsupported:"true" doc:"Response masking."`
@@ -192,14 +199,27 @@ type Rule struct {
 	IdentityTypes []string `yaml:"identity_types" enum:"user,app,workload,api_key" doc:"Kinds of caller."`
 	MFA           bool     `yaml:"mfa" doc:"The token must show multi-factor authentication (amr contains mfa)."`
 	IP            []string `yaml:"ip" doc:"Client IP must be in one of these CIDRs."`
+	AuthContext   []string `yaml:"auth_context" doc:"Authentication context class references (acrs claim, e.g. c1); at least one must be present."`
+	Time          []Window `yaml:"time" doc:"The request must fall in one of these time windows."`
+	Device        *Device  `yaml:"device" doc:"Device claims the token must carry."`
 	AnyOf         []Rule   `yaml:"any_of" doc:"At least one of these rules must hold."`
 	AllOf         []Rule   `yaml:"all_of" doc:"Every one of these rules must hold."`
 	Not           *Rule    `yaml:"not" doc:"This rule must not hold."`
 
-	AuthContext []string `yaml:"auth_context" unsupported:"true" doc:"Authentication context ids (acrs)."`
-	Countries   []string `yaml:"countries" unsupported:"true" doc:"Allowed countries."`
-	Time        any      `yaml:"time" unsupported:"true" doc:"Time windows."`
-	Device      any      `yaml:"device" unsupported:"true" doc:"Device claims."`
+	Countries []string `yaml:"countries" unsupported:"true" doc:"Allowed countries (GeoIP)."`
+}
+
+// Window is a weekly time window in a time zone.
+type Window struct {
+	Days []string `yaml:"days" enum:"mon,tue,wed,thu,fri,sat,sun" doc:"Days of the week; empty: every day."`
+	From string   `yaml:"from" required:"true" doc:"Start, HH:MM (inclusive)."`
+	To   string   `yaml:"to" required:"true" doc:"End, HH:MM (exclusive); earlier than from spans midnight."`
+	Zone string   `yaml:"zone" default:"UTC" doc:"IANA time zone, e.g. Europe/Berlin."`
+}
+
+// Device requires device claims in the caller's token.
+type Device struct {
+	Claims map[string][]string `yaml:"claims" required:"true" doc:"Claim name to accepted values; [\"*\"] accepts any value but requires the claim."`
 }
 
 // RateLimit configures a rate limit.

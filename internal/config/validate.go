@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ztgate/ztgate/internal/route"
 )
@@ -66,6 +67,9 @@ func (c *Config) Validate() error {
 	}
 	v.providers()
 	v.secrets()
+	if c.Policy.Allow != nil {
+		v.rule("policy.allow", c.Policy.Allow)
+	}
 	v.services()
 	if len(v.errs) == 0 {
 		return nil
@@ -342,6 +346,44 @@ func (v *validator) rule(path string, r *Rule) {
 	if r.Authenticated || r.MFA {
 		empty = false
 	}
+	if r.AuthContext != nil {
+		empty = false
+		if len(r.AuthContext) == 0 {
+			v.errorf(path+".auth_context", "empty list: it could never match")
+		}
+	}
+	if r.Time != nil {
+		empty = false
+		if len(r.Time) == 0 {
+			v.errorf(path+".time", "empty list: it could never match")
+		}
+		for i, w := range r.Time {
+			wp := fmt.Sprintf("%s.time[%d]", path, i)
+			if _, err := ParseClock(w.From); err != nil {
+				v.errorf(wp+".from", "%v", err)
+			}
+			if _, err := ParseClock(w.To); err != nil {
+				v.errorf(wp+".to", "%v", err)
+			}
+			if w.From == w.To {
+				v.errorf(wp, "from and to are equal: the window is empty")
+			}
+			if _, err := time.LoadLocation(w.Zone); err != nil {
+				v.errorf(wp+".zone", "unknown time zone %q", w.Zone)
+			}
+		}
+	}
+	if r.Device != nil {
+		empty = false
+		if len(r.Device.Claims) == 0 {
+			v.errorf(path+".device.claims", "no device claims listed")
+		}
+		for k, vals := range r.Device.Claims {
+			if len(vals) == 0 {
+				v.errorf(path+".device.claims."+k, "no accepted values; use [\"*\"] to require the claim with any value")
+			}
+		}
+	}
 	if r.AnyOf != nil {
 		empty = false
 		if len(r.AnyOf) == 0 {
@@ -367,4 +409,13 @@ func (v *validator) rule(path string, r *Rule) {
 	if empty {
 		v.errorf(path, "empty rule: say who may call (roles, scopes, ... or authenticated: true); a route without allow denies everyone")
 	}
+}
+
+// ParseClock parses "HH:MM" into minutes after midnight.
+func ParseClock(s string) (int, error) {
+	t, err := time.Parse("15:04", s)
+	if err != nil || len(s) != 5 {
+		return 0, fmt.Errorf("bad time of day %q: want HH:MM (24-hour)", s)
+	}
+	return t.Hour()*60 + t.Minute(), nil
 }

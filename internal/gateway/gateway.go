@@ -56,19 +56,7 @@ func Build(cfg *config.Config, an *authn.Authenticator, logger *slog.Logger) (*R
 		rt.upstreams = append(rt.upstreams, up)
 		for j := range s.Routes {
 			r := &s.Routes[j]
-			rule := r.Allow
-			if rule == nil {
-				rule = s.Allow
-			}
-			modeName := r.Mode
-			if modeName == "" {
-				modeName = s.Mode
-			}
-			mode := policy.Enforce
-			if modeName == "report_only" {
-				mode = policy.ReportOnly
-			}
-			p, err := policy.Compile(s.Name+"/"+r.Name, cfg.Hash, rule, mode)
+			p, err := policy.Compile(policy.SpecFor(cfg, s, r))
 			if err != nil {
 				rt.Close()
 				return nil, err
@@ -132,6 +120,7 @@ type reqState struct {
 	clientRequestID string
 	path            string // normalised, escaped
 	err             *httpError
+	decision        policy.Decision
 }
 
 type stateKey struct{}
@@ -191,7 +180,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Header().Set(headerRequestID, st.requestID)
 	ev := event{start: start, method: r.Method}
 
-	herr := g.serve(rec, r, rt, st, &ev)
+	herr := g.serve(rec, r, rt, st, &ev, start)
 	if herr != nil {
 		writeError(rec, st.requestID, herr)
 		ev.reason = herr.Reason
@@ -253,7 +242,7 @@ func (g *Gateway) record(r *http.Request, st *reqState, ev *event, herr *httpErr
 	g.logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
-func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st *reqState, ev *event) *httpError {
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st *reqState, ev *event, start time.Time) *httpError {
 	if r.Method == http.MethodConnect {
 		return &httpError{Code: http.StatusMethodNotAllowed, Reason: ReasonConnectRefused, Public: "CONNECT is not supported: the gateway does not tunnel"}
 	}
@@ -296,7 +285,24 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	}
 	ev.id = id
 
-	d := e.policy.Evaluate(&policy.Input{Identity: id, IP: clientIP(r)})
+	d := &st.decision
+	in := policy.Input{
+		Identity: id,
+		IP:       clientIP(r),
+		Time:     start,
+		Request: policy.Request{
+			Method: r.Method, Host: host, Path: path, RawQuery: r.URL.RawQuery,
+			Headers: r.Header,
+		},
+	}
+	if params.Len() > 0 {
+		in.Request.Params = make(map[string]string, params.Len())
+		for i := range params.Len() {
+			k, v := params.At(i)
+			in.Request.Params[k] = v
+		}
+	}
+	e.policy.EvaluateInto(&in, d)
 	ev.reasons = d.Reasons
 	if !d.Allow {
 		reason := d.DenyReason()

@@ -26,12 +26,21 @@ import (
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/gateway"
+	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/secrets"
 )
 
-// LoadConfig reads and validates a configuration file, resolving references.
+// LoadConfig reads and validates a configuration file, resolving references
+// and compiling its policy expressions.
 func LoadConfig(path string) (*config.Config, error) {
-	return config.Load(path, config.Options{Secrets: secrets.NewResolver})
+	cfg, err := config.Load(path, config.Options{Secrets: secrets.NewResolver})
+	if err != nil {
+		return nil, err
+	}
+	if err := policy.ValidateConfig(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // Options tune a node.
@@ -210,7 +219,13 @@ func (n *Node) load() (*config.Config, [32]byte, error) {
 		return nil, sum, &config.Error{File: n.path, Msg: "configuration too large"}
 	}
 	cfg, err := config.Parse(n.path, data, config.Options{Secrets: secrets.NewResolver})
-	return cfg, sum, err
+	if err != nil {
+		return nil, sum, err
+	}
+	if err := policy.ValidateConfig(cfg); err != nil {
+		return nil, sum, err
+	}
+	return cfg, sum, nil
 }
 
 // build makes a runtime for cfg, reusing the verifiers of unchanged

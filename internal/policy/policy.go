@@ -1,13 +1,14 @@
 // Package policy decides whether an authenticated caller may make a request
 // on a route. Rules are compiled once from configuration; evaluation is pure
 // and records the reason of every criterion. Deny by default: a route with no
-// rule denies everyone.
+// rule denies everyone, a missing claim denies, and an expression that fails
+// to evaluate denies.
 package policy
 
 import (
 	"fmt"
 	"net/netip"
-	"slices"
+	"time"
 
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/identity"
@@ -17,6 +18,26 @@ import (
 type Input struct {
 	Identity *identity.Identity
 	IP       netip.Addr
+	Country  string    // ISO 3166 code of IP, "" when unknown
+	Time     time.Time // when the request arrived
+	Request  Request
+	Risk     Risk
+}
+
+// Request is the part of the HTTP request policy may read.
+type Request struct {
+	Method   string
+	Host     string
+	Path     string              // normalised
+	Params   map[string]string   // path parameters
+	RawQuery string              // parsed only when an expression reads it
+	Headers  map[string][]string // canonical header names
+}
+
+// Risk is what anomaly detection says about the caller.
+type Risk struct {
+	Level  string // none | low | medium | high
+	Alerts []string
 }
 
 // Decision is the outcome of evaluating a route's policy.
@@ -30,6 +51,9 @@ type Decision struct {
 	Reasons []string
 	Route   string // service/route
 	Version string // policy version (hash of the configuration)
+
+	buf [12]string
+	tr  trace
 }
 
 // DenyReason returns the reason to give the client for a deny.
@@ -44,8 +68,9 @@ func (d *Decision) DenyReason() string {
 
 // Stable reason codes that are not per-criterion.
 const (
-	ReasonNoRule = "no_allow_rule" // default deny: the route has no allow rule
-	ReasonDenied = "policy_denied"
+	ReasonNoRule          = "no_allow_rule" // default deny: the route has no allow rule
+	ReasonDenied          = "policy_denied"
+	ReasonUnauthenticated = "unauthenticated"
 )
 
 func isOK(r string) bool { return len(r) > 3 && r[len(r)-3:] == "_ok" }
@@ -59,220 +84,181 @@ const (
 	ReportOnly
 )
 
+func (m Mode) String() string {
+	if m == ReportOnly {
+		return "report_only"
+	}
+	return "enforce"
+}
+
 // Policy is the compiled policy of one route.
 type Policy struct {
 	route   string
 	version string
 	mode    Mode
 	root    criterion // nil: no rule, deny
+	when    *expr     // nil: none
 }
 
-// Compile builds the policy of a route from its allow rule (nil denies all).
-func Compile(route, version string, rule *config.Rule, mode Mode) (*Policy, error) {
-	p := &Policy{route: route, version: version, mode: mode}
-	if rule != nil {
-		c, err := compileRule(rule)
+// Spec is what a route's policy is compiled from.
+type Spec struct {
+	Route   string // service/route
+	Version string
+	Rule    *config.Rule // nil denies all
+	When    string       // CEL; "" none
+	Mode    Mode
+}
+
+// Compile builds the policy of a route.
+func Compile(s Spec) (*Policy, error) {
+	p := &Policy{route: s.Route, version: s.Version, mode: s.Mode}
+	if s.Rule != nil {
+		c, err := compileRule(s.Rule)
 		if err != nil {
-			return nil, fmt.Errorf("route %s: %w", route, err)
+			return nil, fmt.Errorf("route %s: %w", s.Route, err)
 		}
 		p.root = c
+	}
+	if s.When != "" {
+		e, err := compileExpr(s.When)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: when: %w", s.Route, err)
+		}
+		p.when = e
 	}
 	return p, nil
 }
 
-// Evaluate decides on in. It never fails open: a missing identity or claim
-// is a deny with its reason.
+// Mode returns the policy's mode.
+func (p *Policy) Mode() Mode { return p.mode }
+
+// Evaluate decides on in.
 func (p *Policy) Evaluate(in *Input) Decision {
-	d := Decision{Route: p.route, Version: p.version, Reasons: make([]string, 0, 4)}
+	var d Decision
+	p.EvaluateInto(in, &d)
+	r := make([]string, len(d.Reasons))
+	copy(r, d.Reasons)
+	d.Reasons = r
+	return d
+}
+
+// EvaluateInto decides on in, writing into d without allocating on the
+// shorthand path (d's reasons use its own buffer).
+func (p *Policy) EvaluateInto(in *Input, d *Decision) {
+	p.eval(in, d, nil)
+}
+
+func (p *Policy) eval(in *Input, d *Decision, steps *[]Step) {
+	d.Allow, d.WouldDeny = false, false
+	d.Route, d.Version = p.route, p.version
+	d.Reasons = d.buf[:0]
+	d.tr = trace{reasons: &d.Reasons, steps: steps}
+	p.evalTrace(in, d, &d.tr)
+}
+
+func (p *Policy) evalTrace(in *Input, d *Decision, t *trace) {
 	switch {
 	case p.root == nil:
-		d.Reasons = append(d.Reasons, ReasonNoRule)
+		t.add(ReasonNoRule, "allow", "route has no allow rule", "")
 	case in.Identity == nil:
-		d.Reasons = append(d.Reasons, "unauthenticated")
+		t.add(ReasonUnauthenticated, "identity", "an authenticated caller", "none")
 	default:
-		d.Allow = p.root.eval(in, &d.Reasons)
+		d.Allow = p.root.eval(in, t)
+		if p.when != nil {
+			if !p.when.eval(in, t) {
+				d.Allow = false
+			}
+		}
 	}
 	if !d.Allow && p.mode == ReportOnly && p.root != nil && in.Identity != nil {
 		d.Allow, d.WouldDeny = true, true
 	}
-	return d
 }
 
-// criterion is one compiled piece of a rule.
-type criterion interface {
-	eval(in *Input, reasons *[]string) bool
+// Step is one evaluated criterion, for explaining a decision.
+type Step struct {
+	Depth     int    // nesting under any_of / all_of / not
+	Criterion string // e.g. "roles"
+	Want      string // what the rule asks for
+	Have      string // what the caller has
+	Reason    string // the criterion's reason code
 }
 
-// all holds when every part holds (the criteria of one rule, or all_of).
-type all []criterion
+// OK reports whether the step's criterion held.
+func (s Step) OK() bool { return isOK(s.Reason) }
 
-func (a all) eval(in *Input, reasons *[]string) bool {
-	ok := true
-	for _, c := range a {
-		if !c.eval(in, reasons) {
-			ok = false
-		}
-	}
-	return ok
+// Explain evaluates in and returns the decision with every step.
+func (p *Policy) Explain(in *Input) (Decision, []Step) {
+	var d Decision
+	var steps []Step
+	p.eval(in, &d, &steps)
+	r := make([]string, len(d.Reasons))
+	copy(r, d.Reasons)
+	d.Reasons = r
+	return d, steps
 }
 
-// anyOf holds when one part holds.
-type anyOf []criterion
-
-func (a anyOf) eval(in *Input, reasons *[]string) bool {
-	mark := len(*reasons)
-	for _, c := range a {
-		start := len(*reasons)
-		if c.eval(in, reasons) {
-			// Keep only the reasons of the branch that allowed.
-			n := copy((*reasons)[mark:], (*reasons)[start:])
-			*reasons = (*reasons)[:mark+n]
-			return true
-		}
-	}
-	return false
+// trace collects reasons, and steps when explaining.
+type trace struct {
+	reasons *[]string
+	steps   *[]Step
+	depth   int
 }
 
-type not struct{ c criterion }
-
-func (n not) eval(in *Input, reasons *[]string) bool {
-	var inner []string
-	if n.c.eval(in, &inner) {
-		*reasons = append(*reasons, "excluded_by_not")
-		return false
+func (t *trace) add(reason, criterion, want, have string) {
+	*t.reasons = append(*t.reasons, reason)
+	if t.steps != nil {
+		*t.steps = append(*t.steps, Step{Depth: t.depth, Criterion: criterion, Want: want, Have: have, Reason: reason})
 	}
-	*reasons = append(*reasons, "not_ok")
-	return true
 }
 
-type authenticated struct{}
+// note records a reason without the explanation (the hot path).
+func (t *trace) note(reason string) { *t.reasons = append(*t.reasons, reason) }
 
-func (authenticated) eval(in *Input, reasons *[]string) bool {
-	*reasons = append(*reasons, "authenticated_ok")
-	return true
-}
+func (t *trace) explaining() bool { return t.steps != nil }
 
-// listCriterion holds when the caller's values intersect the wanted ones.
-type listCriterion struct {
-	want     []string
-	get      func(*identity.Identity) []string
-	ok, fail string
-}
-
-func (l listCriterion) eval(in *Input, reasons *[]string) bool {
-	for _, v := range l.get(in.Identity) {
-		if slices.Contains(l.want, v) {
-			*reasons = append(*reasons, l.ok)
-			return true
-		}
-	}
-	*reasons = append(*reasons, l.fail)
-	return false
-}
-
-type mfa struct{}
-
-func (mfa) eval(in *Input, reasons *[]string) bool {
-	if in.Identity.HasMFA() {
-		*reasons = append(*reasons, "mfa_ok")
-		return true
-	}
-	*reasons = append(*reasons, "mfa_missing")
-	return false
-}
-
-type ipCriterion []netip.Prefix
-
-func (c ipCriterion) eval(in *Input, reasons *[]string) bool {
-	ip := in.IP.Unmap()
-	for _, p := range c {
-		if ip.IsValid() && p.Contains(ip) {
-			*reasons = append(*reasons, "ip_ok")
-			return true
-		}
-	}
-	*reasons = append(*reasons, "ip_not_allowed")
-	return false
-}
-
-func one(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return []string{s}
-}
-
-func compileRule(r *config.Rule) (criterion, error) {
-	var parts all
-	if r.Authenticated {
-		parts = append(parts, authenticated{})
-	}
-	lists := []struct {
-		want     []string
-		get      func(*identity.Identity) []string
-		ok, fail string
-	}{
-		{r.Roles, func(id *identity.Identity) []string { return id.Roles }, "role_ok", "role_missing"},
-		{r.Scopes, func(id *identity.Identity) []string { return id.Scopes }, "scope_ok", "scope_missing"},
-		{r.Groups, func(id *identity.Identity) []string { return id.Groups }, "group_ok", "group_missing"},
-		{r.Tenants, func(id *identity.Identity) []string { return one(id.Tenant) }, "tenant_ok", "tenant_not_allowed"},
-		{r.Apps, func(id *identity.Identity) []string { return one(id.AppID) }, "app_ok", "app_not_allowed"},
-		{r.Subjects, func(id *identity.Identity) []string { return one(id.Subject) }, "subject_ok", "subject_not_allowed"},
-		{r.IdentityTypes, func(id *identity.Identity) []string { return one(string(id.Type)) }, "identity_type_ok", "identity_type_not_allowed"},
-	}
-	for _, l := range lists {
-		if l.want != nil {
-			parts = append(parts, listCriterion{want: l.want, get: l.get, ok: l.ok, fail: l.fail})
-		}
-	}
-	if r.MFA {
-		parts = append(parts, mfa{})
-	}
-	if r.IP != nil {
-		var c ipCriterion
-		for _, s := range r.IP {
-			p, err := netip.ParsePrefix(s)
-			if err != nil {
-				a, err2 := netip.ParseAddr(s)
-				if err2 != nil {
-					return nil, fmt.Errorf("bad CIDR %q", s)
-				}
-				p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+// ValidateConfig compiles every when expression of cfg and reports those
+// that fail, positioned in the configuration file.
+func ValidateConfig(cfg *config.Config) error {
+	var errs config.Errors
+	for i, s := range cfg.Services {
+		for j, r := range s.Routes {
+			if r.When == "" {
+				continue
 			}
-			c = append(c, p.Masked())
-		}
-		parts = append(parts, c)
-	}
-	if r.AnyOf != nil {
-		var a anyOf
-		for i := range r.AnyOf {
-			c, err := compileRule(&r.AnyOf[i])
-			if err != nil {
-				return nil, err
+			path := fmt.Sprintf("services[%d].routes[%d].when", i, j)
+			if err := CheckExpr(r.When); err != nil {
+				p := cfg.PosOf(path)
+				errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Column: p.Column, Path: path, Msg: err.Error()})
 			}
-			a = append(a, c)
 		}
-		parts = append(parts, a)
 	}
-	for i := range r.AllOf {
-		c, err := compileRule(&r.AllOf[i])
-		if err != nil {
-			return nil, err
-		}
-		parts = append(parts, c)
+	if len(errs) > 0 {
+		return errs
 	}
-	if r.Not != nil {
-		c, err := compileRule(r.Not)
-		if err != nil {
-			return nil, err
-		}
-		parts = append(parts, not{c})
+	return nil
+}
+
+// SpecFor returns the policy spec of a route, with the inheritance of
+// allow and mode applied: route, then service, then the policy section.
+func SpecFor(cfg *config.Config, s *config.Service, r *config.Route) Spec {
+	rule := r.Allow
+	if rule == nil {
+		rule = s.Allow
 	}
-	if len(parts) == 0 {
-		return nil, fmt.Errorf("empty rule")
+	if rule == nil {
+		rule = cfg.Policy.Allow
 	}
-	if len(parts) == 1 {
-		return parts[0], nil
+	modeName := r.Mode
+	if modeName == "" {
+		modeName = s.Mode
 	}
-	return parts, nil
+	if modeName == "" {
+		modeName = cfg.Policy.Mode
+	}
+	mode := Enforce
+	if modeName == "report_only" {
+		mode = ReportOnly
+	}
+	return Spec{Route: s.Name + "/" + r.Name, Version: cfg.Hash, Rule: rule, When: r.When, Mode: mode}
 }

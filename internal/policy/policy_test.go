@@ -3,6 +3,7 @@ package policy
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -65,7 +66,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := Compile("svc/route", "v1", tt.rule, tt.mode)
+			p, err := Compile(Spec{Route: "svc/route", Version: "v1", Rule: tt.rule, Mode: tt.mode})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,12 +97,36 @@ func firstFail(rs []string) int {
 }
 
 func BenchmarkEvaluate(b *testing.B) {
-	p, _ := Compile("svc/r", "v", &config.Rule{AnyOf: []config.Rule{{Roles: []string{"A", "B", "Orders.Read"}}, {Scopes: []string{"x"}}}, MFA: false, IP: []string{"10.0.0.0/8", "192.168.0.0/16"}}, Enforce)
-	in := &Input{Identity: &identity.Identity{Roles: []string{"Orders.Read"}}, IP: netip.MustParseAddr("10.0.0.1")}
-	b.ReportAllocs()
-	for b.Loop() {
-		if d := p.Evaluate(in); !d.Allow {
-			b.Fatal("denied")
-		}
+	// Ten criteria on the shorthand path; then the same with one CEL
+	// expression.
+	rule := &config.Rule{
+		Authenticated: true,
+		AnyOf:         []config.Rule{{Roles: []string{"A", "B", "Orders.Read"}}, {Scopes: []string{"x"}}},
+		Tenants:       []string{"t1", "t2"},
+		Apps:          []string{"app1"},
+		IdentityTypes: []string{"user"},
+		MFA:           true,
+		IP:            []string{"10.0.0.0/8", "192.168.0.0/16"},
+		Time:          []config.Window{{From: "00:00", To: "23:59", Zone: "UTC"}},
+		Device:        &config.Device{Claims: map[string][]string{"deviceid": {"*"}}},
+		Not:           &config.Rule{Subjects: []string{"mallory"}},
+	}
+	id := &identity.Identity{Type: identity.User, Subject: "alice", Tenant: "t1", AppID: "app1", Roles: []string{"Orders.Read"}, AMR: []string{"pwd", "mfa"}, Claims: map[string]any{"deviceid": "d1"}}
+	in := &Input{Identity: id, IP: netip.MustParseAddr("10.0.0.1"), Time: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), Request: Request{Method: "GET", Path: "/orders/1"}}
+	for _, bc := range []struct{ name, when string }{{"10-criteria", ""}, {"10-criteria+CEL", `request.method == "GET" && identity.hasRole("Orders.Read")`}} {
+		b.Run(bc.name, func(b *testing.B) {
+			p, err := Compile(Spec{Route: "svc/r", Version: "v", Rule: rule, When: bc.when})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var d Decision
+			b.ReportAllocs()
+			for b.Loop() {
+				p.EvaluateInto(in, &d)
+				if !d.Allow {
+					b.Fatalf("denied: %v", d.Reasons)
+				}
+			}
+		})
 	}
 }
