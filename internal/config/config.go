@@ -244,3 +244,24 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // PosOf returns the position of the value at the key path (for example
 // "services[0].routes[1].match.path"), or the zero Pos when unknown.
 func (c *Config) PosOf(path string) Pos { return c.pos[path] }
+
+// RouteRef is one entry of the route table: a route under one of its hosts.
+type RouteRef struct {
+	Service, Route int    // indexes into Services and their Routes
+	Host           string // "" for any host
+}
+
+// RouteTable lists the route table's entries in order: every route once per
+// host it answers (its match.host, else its service's hosts, else any host).
+// Entry i is the route.Spec with index i.
+func (c *Config) RouteTable() []RouteRef {
+	var out []RouteRef
+	for i, s := range c.Services {
+		for j, r := range s.Routes {
+			for _, h := range routeHosts(s, r) {
+				out = append(out, RouteRef{Service: i, Route: j, Host: h})
+			}
+		}
+	}
+	return out
+}

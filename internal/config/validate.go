@@ -257,23 +257,22 @@ func (v *validator) services() {
 			if r.Allow != nil {
 				v.rule(rp+".allow", r.Allow)
 			}
-			hosts := s.Hosts
-			if r.Match.Host != "" {
-				hosts = []string{r.Match.Host}
-			}
-			if len(hosts) == 0 {
-				hosts = []string{""}
-			}
-			for _, h := range hosts {
+			for _, h := range routeHosts(s, r) {
 				spec := route.Spec{Host: h, Methods: r.Match.Methods, Path: r.Match.Path}
 				if _, err := route.Compile([]route.Spec{spec}); err != nil {
 					v.errorf(rp+".match.path", "%v", err)
 					break
 				}
-				specs = append(specs, spec)
-				owners = append(owners, rp)
 			}
 		}
+	}
+	if len(v.errs) > 0 {
+		return
+	}
+	for _, ref := range v.c.RouteTable() {
+		m := v.c.Services[ref.Service].Routes[ref.Route].Match
+		specs = append(specs, route.Spec{Host: ref.Host, Methods: m.Methods, Path: m.Path})
+		owners = append(owners, fmt.Sprintf("services[%d].routes[%d]", ref.Service, ref.Route))
 	}
 	if len(v.errs) > 0 {
 		return
@@ -418,4 +417,14 @@ func ParseClock(s string) (int, error) {
 		return 0, fmt.Errorf("bad time of day %q: want HH:MM (24-hour)", s)
 	}
 	return t.Hour()*60 + t.Minute(), nil
+}
+
+func routeHosts(s Service, r Route) []string {
+	if r.Match.Host != "" {
+		return []string{r.Match.Host}
+	}
+	if len(s.Hosts) == 0 {
+		return []string{""}
+	}
+	return s.Hosts
 }

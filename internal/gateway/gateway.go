@@ -45,7 +45,7 @@ type entry struct {
 // Build compiles cfg into a Runtime. It does no network I/O.
 func Build(cfg *config.Config, an *authn.Authenticator, logger *slog.Logger) (*Runtime, error) {
 	rt := &Runtime{cfg: cfg, authn: an}
-	var specs []route.Spec
+	policies := make([][]*entry, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
 		up, err := newUpstream(s, logger)
@@ -61,19 +61,14 @@ func Build(cfg *config.Config, an *authn.Authenticator, logger *slog.Logger) (*R
 				rt.Close()
 				return nil, err
 			}
-			e := &entry{service: s.Name, route: r.Name, up: up, policy: p}
-			hosts := s.Hosts
-			if r.Match.Host != "" {
-				hosts = []string{r.Match.Host}
-			}
-			if len(hosts) == 0 {
-				hosts = []string{""}
-			}
-			for _, h := range hosts {
-				specs = append(specs, route.Spec{Host: h, Methods: r.Match.Methods, Path: r.Match.Path})
-				rt.entries = append(rt.entries, e)
-			}
+			policies[i] = append(policies[i], &entry{service: s.Name, route: r.Name, up: up, policy: p})
 		}
+	}
+	var specs []route.Spec
+	for _, ref := range cfg.RouteTable() {
+		m := cfg.Services[ref.Service].Routes[ref.Route].Match
+		specs = append(specs, route.Spec{Host: ref.Host, Methods: m.Methods, Path: m.Path})
+		rt.entries = append(rt.entries, policies[ref.Service][ref.Route])
 	}
 	t, err := route.Compile(specs)
 	if err != nil {

@@ -1,0 +1,254 @@
+// Package explain answers "why was this request allowed or denied?": it runs
+// a described request through the same route table, authentication and
+// policy the gateway uses, and records every step. It also runs declarative
+// policy tests.
+package explain
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ztgate/ztgate/internal/authn"
+	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/identity"
+	"github.com/ztgate/ztgate/internal/policy"
+	"github.com/ztgate/ztgate/internal/route"
+)
+
+// Request describes the request to explain.
+type Request struct {
+	Method  string            `json:"method" yaml:"method"`
+	URL     string            `json:"url" yaml:"url"`
+	IP      string            `json:"ip,omitempty" yaml:"ip"`
+	Headers map[string]string `json:"headers,omitempty" yaml:"headers"`
+	Time    time.Time         `json:"time,omitzero" yaml:"time"`
+	// Token is a bearer token; it is verified against its provider's keys
+	// unless Offline is set.
+	Token string `json:"token,omitempty" yaml:"token"`
+	// Claims stand for a verified token's claims (policy tests, what-ifs).
+	Claims map[string]any `json:"claims,omitempty" yaml:"claims"`
+	// Provider names the provider Claims are attributed to; default: the
+	// first provider.
+	Provider string `json:"provider,omitempty" yaml:"provider"`
+}
+
+// Options control an explanation.
+type Options struct {
+	// Offline decodes a token without checking its signature or fetching
+	// keys. The result says so.
+	Offline bool
+}
+
+// Candidate is one route's verdict.
+type Candidate struct {
+	Route   string `json:"route"`
+	Host    string `json:"host,omitempty"`
+	Match   string `json:"match"`
+	Matched bool   `json:"matched"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Result is a full explanation.
+type Result struct {
+	Method     string         `json:"method"`
+	URL        string         `json:"url"`
+	Path       string         `json:"path,omitempty"`
+	Route      string         `json:"route,omitempty"`
+	Candidates []Candidate    `json:"candidates"`
+	Auth       []string       `json:"authentication,omitempty"`
+	Identity   *IdentityView  `json:"identity,omitempty"`
+	Mode       string         `json:"mode,omitempty"`
+	Version    string         `json:"policy_version"`
+	Steps      []policy.Step  `json:"steps,omitempty"`
+	Decision   string         `json:"decision"` // allow | would_deny | deny
+	Status     int            `json:"status"`
+	Reason     string         `json:"reason,omitempty"`
+	Reasons    []string       `json:"reasons,omitempty"`
+	Params     map[string]any `json:"params,omitempty"`
+}
+
+// IdentityView is the part of an identity an explanation shows.
+type IdentityView struct {
+	Type     string   `json:"type"`
+	Provider string   `json:"provider"`
+	Subject  string   `json:"subject"`
+	Tenant   string   `json:"tenant,omitempty"`
+	AppID    string   `json:"app_id,omitempty"`
+	Roles    []string `json:"roles,omitempty"`
+	Scopes   []string `json:"scopes,omitempty"`
+	Groups   []string `json:"groups,omitempty"`
+	AMR      []string `json:"amr,omitempty"`
+	ACRS     []string `json:"acrs,omitempty"`
+}
+
+func view(id *identity.Identity) *IdentityView {
+	return &IdentityView{Type: string(id.Type), Provider: id.Provider, Subject: id.Subject, Tenant: id.Tenant, AppID: id.AppID, Roles: id.Roles, Scopes: id.Scopes, Groups: id.Groups, AMR: id.AMR, ACRS: id.ACRS}
+}
+
+// Explain runs req through cfg's routes, authentication and policy.
+func Explain(ctx context.Context, cfg *config.Config, req Request, opts Options) (*Result, error) {
+	u, err := url.Parse(req.URL)
+	if err != nil || !strings.HasPrefix(u.EscapedPath(), "/") {
+		return nil, fmt.Errorf("bad URL %q: want http(s)://host/path or /path", req.URL)
+	}
+	method := strings.ToUpper(req.Method)
+	if method == "" {
+		method = "GET"
+	}
+	at := req.Time
+	if at.IsZero() {
+		at = time.Now()
+	}
+	res := &Result{Method: method, URL: req.URL, Version: cfg.Hash, Candidates: []Candidate{}}
+
+	rawPath := u.EscapedPath()
+	if u.RawPath != "" {
+		rawPath = u.RawPath
+	}
+	path, err := route.NormalizePath(rawPath)
+	if err != nil {
+		res.Decision, res.Status = "deny", 400
+		if pe, ok := err.(*route.PathError); ok {
+			res.Reason = pe.Reason
+		}
+		return res, nil
+	}
+	res.Path = path
+	host := strings.ToLower(u.Hostname())
+
+	refs := cfg.RouteTable()
+	specs := make([]route.Spec, len(refs))
+	for i, ref := range refs {
+		m := cfg.Services[ref.Service].Routes[ref.Route].Match
+		specs[i] = route.Spec{Host: ref.Host, Methods: m.Methods, Path: m.Path}
+	}
+	table, err := route.Compile(specs)
+	if err != nil {
+		return nil, fmt.Errorf("routes: %w", err)
+	}
+	var params route.Params
+	idx, matched := table.Match(host, method, path, &params)
+	for _, c := range table.Explain(host, method, path) {
+		ref := refs[c.Index]
+		s, r := cfg.Services[ref.Service], cfg.Services[ref.Service].Routes[ref.Route]
+		ms := "any method"
+		if len(r.Match.Methods) > 0 {
+			ms = strings.Join(r.Match.Methods, ",")
+		}
+		cand := Candidate{Route: s.Name + "/" + r.Name, Host: ref.Host, Match: ms + " " + r.Match.Path, Matched: c.Matched, Reason: c.Reason}
+		if strings.HasPrefix(c.Reason, "less specific than route ") {
+			w := refs[idx]
+			cand.Reason = "less specific than " + cfg.Services[w.Service].Name + "/" + cfg.Services[w.Service].Routes[w.Route].Name
+		}
+		res.Candidates = append(res.Candidates, cand)
+	}
+	if !matched {
+		res.Decision, res.Status, res.Reason = "deny", 404, "no_route"
+		return res, nil
+	}
+	ref := refs[idx]
+	svc, rt := &cfg.Services[ref.Service], &cfg.Services[ref.Service].Routes[ref.Route]
+	res.Route = svc.Name + "/" + rt.Name
+	if params.Len() > 0 {
+		res.Params = map[string]any{}
+	}
+	pmap := map[string]string{}
+	for i := range params.Len() {
+		k, v := params.At(i)
+		res.Params[k] = v
+		pmap[k] = v
+	}
+
+	id, f := authenticate(ctx, cfg, req, opts, res)
+	if f != nil {
+		res.Decision, res.Status, res.Reason = "deny", f.Status, f.Reason
+		res.Auth = append(res.Auth, fmt.Sprintf("refused: %s (%s)", f.Reason, f.Description))
+		return res, nil
+	}
+	res.Identity = view(id)
+
+	spec := policy.SpecFor(cfg, svc, rt)
+	p, err := policy.Compile(spec)
+	if err != nil {
+		return nil, err
+	}
+	res.Mode = spec.Mode.String()
+	in := &policy.Input{Identity: id, Time: at, Request: policy.Request{Method: method, Host: host, Path: path, Params: pmap, RawQuery: u.RawQuery, Headers: headers(req.Headers)}}
+	if req.IP != "" {
+		ip, err := netip.ParseAddr(req.IP)
+		if err != nil {
+			return nil, fmt.Errorf("bad IP %q", req.IP)
+		}
+		in.IP = ip
+	}
+	d, steps := p.Explain(in)
+	res.Steps, res.Reasons = steps, d.Reasons
+	switch {
+	case d.WouldDeny:
+		res.Decision, res.Status, res.Reason = "would_deny", 200, d.DenyReason()
+	case d.Allow:
+		res.Decision, res.Status = "allow", 200
+	default:
+		res.Decision, res.Status, res.Reason = "deny", 403, d.DenyReason()
+	}
+	return res, nil
+}
+
+func headers(h map[string]string) map[string][]string {
+	out := make(map[string][]string, len(h))
+	for k, v := range h {
+		out[canonical(k)] = []string{v}
+	}
+	return out
+}
+
+func canonical(k string) string {
+	parts := strings.Split(strings.ToLower(k), "-")
+	for i, p := range parts {
+		if p != "" {
+			parts[i] = strings.ToUpper(p[:1]) + p[1:]
+		}
+	}
+	return strings.Join(parts, "-")
+}
+
+func authenticate(ctx context.Context, cfg *config.Config, req Request, opts Options, res *Result) (*identity.Identity, *authn.Failure) {
+	switch {
+	case req.Claims != nil:
+		name := req.Provider
+		if name == "" && len(cfg.Identity.Providers) > 0 {
+			name = cfg.Identity.Providers[0].Name
+		}
+		res.Auth = append(res.Auth, "claims given directly: no token, signature not checked")
+		return authn.IdentityFromClaims(name, req.Claims), nil
+	case req.Token == "":
+		res.Auth = append(res.Auth, "no credentials")
+		return nil, &authn.Failure{Status: 401, Reason: authn.ReasonMissingCredentials, Description: "no credentials: send an Authorization: Bearer token"}
+	case opts.Offline:
+		claims, err := authn.DecodeUnverified(req.Token)
+		if err != nil {
+			return nil, &authn.Failure{Status: 401, Reason: authn.ReasonMalformedToken, Description: "the token is not a well-formed JWT", Err: err}
+		}
+		iss, _ := claims["iss"].(string)
+		for _, p := range cfg.Identity.Providers {
+			if p.Issuer == iss {
+				res.Auth = append(res.Auth, fmt.Sprintf("offline: token of provider %s decoded, signature and expiry NOT checked", p.Name))
+				return authn.IdentityFromClaims(p.Name, claims), nil
+			}
+		}
+		return nil, &authn.Failure{Status: 401, Reason: authn.ReasonWrongIssuer, Description: fmt.Sprintf("no provider has issuer %q", iss)}
+	}
+	var vs []authn.Verifier
+	for _, p := range cfg.Identity.Providers {
+		vs = append(vs, authn.FromConfig(p, nil))
+	}
+	id, f := authn.NewAuthenticator(16384, vs...).AuthenticateToken(ctx, req.Token)
+	if f == nil {
+		res.Auth = append(res.Auth, fmt.Sprintf("token verified by provider %s (signature, issuer, audience, expiry)", id.Provider))
+	}
+	return id, f
+}
