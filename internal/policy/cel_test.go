@@ -71,8 +71,8 @@ func TestWhenCompileErrors(t *testing.T) {
 	tests := []struct{ when, want string }{
 		{`request.ip in`, "CEL line 1 column"},
 		{`nosuch.var == 1`, "undeclared reference to 'nosuch'"},
-		{`request.method`, ""},             // dyn: allowed, checked at run time
-		{`1 + 2`, "want bool"},             // wrong type
+		{`request.method`, ""}, // dyn: allowed, checked at run time
+		{`1 + 2`, "want bool"}, // wrong type
 		{`"a" + 1 == "b"`, "no matching overload"},
 		{strings.Repeat("true && ", 600) + "true", "longer than"},
 	}
