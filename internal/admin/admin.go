@@ -1,13 +1,18 @@
 // Package admin serves the control plane's HTTP API on its own listener:
-// liveness, readiness with details, and Prometheus metrics.
+// liveness, readiness with details, Prometheus metrics and explanations of
+// policy decisions. API routes take JSON only.
 package admin
 
 import (
+	"context"
 	"encoding/json"
+	"mime"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ztgate/ztgate/internal/explain"
 )
 
 // Readiness is the detail behind /readyz.
@@ -39,8 +44,14 @@ type ProviderStatus struct {
 // StatusFunc reports the node's readiness.
 type StatusFunc func() Readiness
 
+// ExplainFunc explains a request against the configuration in force.
+type ExplainFunc func(ctx context.Context, req explain.Request) (*explain.Result, error)
+
+// maxBodyBytes bounds an admin API request body.
+const maxBodyBytes = 64 << 10
+
 // Handler returns the admin API.
-func Handler(gatherer prometheus.Gatherer, status StatusFunc) http.Handler {
+func Handler(gatherer prometheus.Gatherer, status StatusFunc, explainer ExplainFunc) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -54,7 +65,33 @@ func Handler(gatherer prometheus.Gatherer, status StatusFunc) http.Handler {
 		writeJSON(w, code, s)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	// POST /v1/explain {"method","url","token"|"claims","ip","headers"}: the
+	// decision trace for a described request. A token is verified.
+	mux.HandleFunc("POST /v1/explain", func(w http.ResponseWriter, r *http.Request) {
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+			writeJSON(w, http.StatusUnsupportedMediaType, apiError{Error: "send JSON (Content-Type: application/json)", Reason: "unsupported_media_type"})
+			return
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		dec.DisallowUnknownFields()
+		var req explain.Request
+		if err := dec.Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "bad request body: " + err.Error(), Reason: "bad_request"})
+			return
+		}
+		res, err := explainer(r.Context(), req)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Reason: "bad_request"})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
 	return mux
+}
+
+type apiError struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -41,6 +41,9 @@ type Options struct {
 	// Offline decodes a token without checking its signature or fetching
 	// keys. The result says so.
 	Offline bool
+	// Authenticator verifies tokens; nil builds verifiers from the
+	// configuration (fetching keys). A running gateway passes its own.
+	Authenticator *authn.Authenticator
 }
 
 // Candidate is one route's verdict.
@@ -242,11 +245,15 @@ func authenticate(ctx context.Context, cfg *config.Config, req Request, opts Opt
 		}
 		return nil, &authn.Failure{Status: 401, Reason: authn.ReasonWrongIssuer, Description: fmt.Sprintf("no provider has issuer %q", iss)}
 	}
-	var vs []authn.Verifier
-	for _, p := range cfg.Identity.Providers {
-		vs = append(vs, authn.FromConfig(p, nil))
+	a := opts.Authenticator
+	if a == nil {
+		var vs []authn.Verifier
+		for _, p := range cfg.Identity.Providers {
+			vs = append(vs, authn.FromConfig(p, nil))
+		}
+		a = authn.NewAuthenticator(16384, vs...)
 	}
-	id, f := authn.NewAuthenticator(16384, vs...).AuthenticateToken(ctx, req.Token)
+	id, f := a.AuthenticateToken(ctx, req.Token)
 	if f == nil {
 		res.Auth = append(res.Auth, fmt.Sprintf("token verified by provider %s (signature, issuer, audience, expiry)", id.Provider))
 	}

@@ -86,6 +86,9 @@ func (rt *Runtime) Close() {
 	}
 }
 
+// Authenticator returns the runtime's token verification.
+func (rt *Runtime) Authenticator() *authn.Authenticator { return rt.authn }
+
 // Config returns the configuration the runtime was built from.
 func (rt *Runtime) Config() *config.Config { return rt.cfg }
 

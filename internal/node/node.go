@@ -25,6 +25,7 @@ import (
 	"github.com/ztgate/ztgate/internal/admin"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/explain"
 	"github.com/ztgate/ztgate/internal/gateway"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/secrets"
@@ -140,7 +141,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 		},
 	}
 	adm := &http.Server{
-		Handler:           admin.Handler(n.reg, n.status),
+		Handler:           admin.Handler(n.reg, n.status, n.explain),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          errLog,
 	}
@@ -303,6 +304,11 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	n.logger.Info("configuration reloaded", "config", n.path, "config_hash", cfg.Hash)
 	// Requests in flight keep their runtime; idle connections go.
 	time.AfterFunc(time.Minute, old.Close)
+}
+
+func (n *Node) explain(ctx context.Context, req explain.Request) (*explain.Result, error) {
+	rt := n.gw.Runtime()
+	return explain.Explain(ctx, rt.Config(), req, explain.Options{Authenticator: rt.Authenticator()})
 }
 
 func (n *Node) status() admin.Readiness {

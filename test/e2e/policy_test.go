@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func policyConfig(is *issuer, up *upstream) string {
+	return fmt.Sprintf(`listen: { address: "127.0.0.1:0" }
+admin: { address: "127.0.0.1:0" }
+identity:
+  providers:
+    - { name: test, type: oidc, issuer: %q, audiences: [orders-api] }
+services:
+  - name: orders
+    upstream: %q
+    routes:
+      - name: reports
+        match: { methods: [GET], path: "/reports/**" }
+        allow: { roles: [Reports.Read] }
+        mode: report_only
+      - name: read-orders
+        match: { methods: [GET], path: "/orders/**" }
+        allow: { roles: [Orders.Read] }
+        when: 'request.ip in cidr("10.0.0.0/8") && request.headers["x-tenant"] == "t1"'
+`, is.URL, up.URL)
+}
+
+// TestReportOnlyAndWhen: a report-only route lets a would-deny through and
+// records would_deny with its reasons; a CEL condition denies with its reason.
+func TestReportOnlyAndWhen(t *testing.T) {
+	is, up := newIssuer(t), newUpstream(t)
+	g := startGateway(t, policyConfig(is, up))
+	reader := is.token(t, "alice", "Orders.Read")
+
+	status, body, hdr := do(t, "GET", g.URL+"/reports/q3", reader, nil)
+	if status != 200 || len(up.requests()) != 1 {
+		t.Fatalf("report-only: got %d %s, upstream saw %d; want 200 and forwarded", status, body, len(up.requests()))
+	}
+	rid := hdr.Get("X-Request-Id")
+	waitFor(t, "would_deny decision record", func() bool {
+		for _, line := range strings.Split(g.logs.String(), "\n") {
+			if strings.Contains(line, rid) && strings.Contains(line, `"decision":"would_deny"`) && strings.Contains(line, `"reasons":["role_missing"]`) {
+				return true
+			}
+		}
+		return false
+	})
+	_, metrics, _ := do(t, "GET", g.Admin+"/metrics", "", nil)
+	if !strings.Contains(string(metrics), `ztgate_requests_total{decision="would_deny",route="reports",service="orders",status="200"} 1`) {
+		t.Error("metrics lack the would_deny request")
+	}
+
+	// The CEL condition: loopback is not in 10.0.0.0/8.
+	status, body, _ = do(t, "GET", g.URL+"/orders/1", reader, map[string]string{"X-Tenant": "t1"})
+	if e := decodeError(t, body); status != 403 || e.Reason != "when_false" {
+		t.Fatalf("when: got %d %s, want 403 when_false", status, body)
+	}
+	// A CEL error (a missing header) denies too.
+	status, body, _ = do(t, "GET", g.URL+"/orders/1", reader, nil)
+	if status != 403 {
+		t.Fatalf("when error: got %d %s, want 403", status, body)
+	}
+
+	// The admin API explains the same request, verifying the token.
+	reqBody, _ := json.Marshal(map[string]any{"method": "GET", "url": "http://x/orders/1", "token": reader, "ip": "10.1.2.3", "headers": map[string]string{"X-Tenant": "t1"}})
+	resp, err := http.Post(g.Admin+"/v1/explain", "application/json", bytes.NewReader(reqBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var res struct {
+		Decision string   `json:"decision"`
+		Route    string   `json:"route"`
+		Reasons  []string `json:"reasons"`
+		Auth     []string `json:"authentication"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("explain API: %d %s", resp.StatusCode, b)
+	}
+	if res.Decision != "allow" || res.Route != "orders/read-orders" || strings.Join(res.Reasons, ",") != "role_ok,when_ok" || !strings.Contains(strings.Join(res.Auth, " "), "token verified") {
+		t.Errorf("explain API: got %+v", res)
+	}
+	resp, err = http.Post(g.Admin+"/v1/explain", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("explain API with text/plain: got %d, want 415", resp.StatusCode)
+	}
+
+	// The CLI explains it too, verifying the token against the live issuer.
+	out, err := runBinary("explain", "--config", g.cfgPath, "--token", reader, "--ip", "203.0.113.9", "-H", "X-Tenant: t1", "GET http://x/orders/1")
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	for _, want := range []string{"-> orders/read-orders", "token verified by provider test", "FAIL when", "decision  deny (403 when_false)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestPolicyTestCommand runs the shipped demo policy tests with the real
+// binary, and a failing one.
+func TestPolicyTestCommand(t *testing.T) {
+	out, err := runBinary("policy", "test", "--config", "../../examples/demo/ztgate.yaml", "../../examples/demo/policy_test.yaml")
+	if err != nil || !strings.Contains(out, "10 tests, 10 passed, 0 failed") {
+		t.Fatalf("demo policy tests: %v\n%s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte(`tests:
+  - name: admin is open (wrong)
+    request: { method: GET, url: "http://x/admin/keys", claims: { sub: a } }
+    expect: { decision: allow }
+`), 0o600)
+	out, err = runBinary("policy", "test", "--config", "../../examples/demo/ztgate.yaml", bad)
+	if err == nil || !strings.Contains(out, "FAIL admin is open (wrong)") || !strings.Contains(out, "decision:\n     -  allow\n     +  deny") {
+		t.Fatalf("failing policy test: err=%v\n%s", err, out)
+	}
+}
