@@ -126,6 +126,8 @@ type SecretProvider struct {
 type Policy struct {
 	Allow *Rule  `yaml:"allow" doc:"Default allow rule for routes whose service and route set none. Absent: such routes deny everyone."`
 	Mode  string `yaml:"mode" enum:"enforce,report_only" doc:"Default mode for every route."`
+	// GeoIPDatabase is read at load; rules with countries need it.
+	GeoIPDatabase string `yaml:"geoip_database" doc:"MaxMind-format country database file (GeoLite2/GeoIP2 Country or City) for countries rules and geo.country."`
 }
 
 // Service is one protected upstream and its routes.
@@ -206,7 +208,7 @@ type Rule struct {
 	AllOf         []Rule   `yaml:"all_of" doc:"Every one of these rules must hold."`
 	Not           *Rule    `yaml:"not" doc:"This rule must not hold."`
 
-	Countries []string `yaml:"countries" unsupported:"true" doc:"Allowed countries (GeoIP)."`
+	Countries []string `yaml:"countries" doc:"ISO 3166-1 alpha-2 codes of the countries the client IP may be in (needs policy.geoip_database); an unknown country denies."`
 }
 
 // Window is a weekly time window in a time zone.

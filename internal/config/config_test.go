@@ -126,6 +126,7 @@ func TestLoadErrors(t *testing.T) {
 		{"no services", strings.Split(base, "services:")[0], []string{"services: no services"}},
 		{"client_auth without CA", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", tls: { cert_file: a, key_file: b, client_auth: require } }", 1), []string{"needs client_ca_file"}},
 		{"tls missing key", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", tls: { cert_file: a } }", 1), []string{"listen.tls: missing required key \"key_file\""}},
+		{"countries without a GeoIP database", strings.Replace(base, "roles: [Orders.Read]", "countries: [DE, fr]", 1), []string{"allow.countries: countries need a GeoIP database", "allow.countries[1]: bad country \"fr\""}},
 		{"entra not yet", strings.Replace(base, "type: oidc", "type: entra", 1), []string{"type entra is not supported by this version"}},
 	}
 	for _, tt := range tests {

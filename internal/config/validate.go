@@ -345,6 +345,20 @@ func (v *validator) rule(path string, r *Rule) {
 	if r.Authenticated || r.MFA {
 		empty = false
 	}
+	if r.Countries != nil {
+		empty = false
+		if len(r.Countries) == 0 {
+			v.errorf(path+".countries", "empty list: it could never match")
+		}
+		if v.c.Policy.GeoIPDatabase == "" {
+			v.errorf(path+".countries", "countries need a GeoIP database: set policy.geoip_database")
+		}
+		for i, c := range r.Countries {
+			if len(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z' {
+				v.errorf(fmt.Sprintf("%s.countries[%d]", path, i), "bad country %q: want an upper-case ISO 3166-1 alpha-2 code such as DE", c)
+			}
+		}
+	}
 	if r.AuthContext != nil {
 		empty = false
 		if len(r.AuthContext) == 0 {

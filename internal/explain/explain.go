@@ -14,6 +14,7 @@ import (
 
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/geo"
 	"github.com/ztgate/ztgate/internal/identity"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/route"
@@ -187,6 +188,14 @@ func Explain(ctx context.Context, cfg *config.Config, req Request, opts Options)
 			return nil, fmt.Errorf("bad IP %q", req.IP)
 		}
 		in.IP = ip
+		if path := cfg.Policy.GeoIPDatabase; path != "" {
+			db, err := geo.Open(path)
+			if err != nil {
+				return nil, err
+			}
+			in.Country = db.Country(ip)
+			db.Close()
+		}
 	}
 	d, steps := p.Explain(in)
 	res.Steps, res.Reasons = steps, d.Reasons

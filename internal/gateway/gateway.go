@@ -20,6 +20,7 @@ import (
 
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/geo"
 	"github.com/ztgate/ztgate/internal/identity"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/route"
@@ -33,6 +34,7 @@ type Runtime struct {
 	entries   []*entry // by route spec index
 	authn     *authn.Authenticator
 	upstreams []*upstream
+	geo       *geo.DB // nil without policy.geoip_database
 }
 
 type entry struct {
@@ -45,6 +47,13 @@ type entry struct {
 // Build compiles cfg into a Runtime. It does no network I/O.
 func Build(cfg *config.Config, an *authn.Authenticator, logger *slog.Logger) (*Runtime, error) {
 	rt := &Runtime{cfg: cfg, authn: an}
+	if path := cfg.Policy.GeoIPDatabase; path != "" {
+		db, err := geo.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		rt.geo = db
+	}
 	policies := make([][]*entry, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
@@ -79,11 +88,13 @@ func Build(cfg *config.Config, an *authn.Authenticator, logger *slog.Logger) (*R
 	return rt, nil
 }
 
-// Close releases the runtime's idle upstream connections.
+// Close releases the runtime's idle upstream connections and its GeoIP
+// database. Requests still in flight on it must have finished.
 func (rt *Runtime) Close() {
 	for _, u := range rt.upstreams {
 		u.transport.CloseIdleConnections()
 	}
+	_ = rt.geo.Close()
 }
 
 // Authenticator returns the runtime's token verification.
@@ -284,9 +295,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	ev.id = id
 
 	d := &st.decision
+	ip := clientIP(r)
 	in := policy.Input{
 		Identity: id,
-		IP:       clientIP(r),
+		IP:       ip,
+		Country:  rt.geo.Country(ip),
 		Time:     start,
 		Request: policy.Request{
 			Method: r.Method, Host: host, Path: path, RawQuery: r.URL.RawQuery,

@@ -135,27 +135,31 @@ func TestCriteriaMore(t *testing.T) {
 	night := &config.Rule{Time: []config.Window{{From: "22:00", To: "06:00", Zone: "UTC", Days: []string{"fri"}}}}
 	id := &identity.Identity{Subject: "a", ACRS: []string{"c1"}, Claims: map[string]any{"deviceid": "d1", "xms_compliant": true}}
 	tests := []struct {
-		name   string
-		rule   *config.Rule
-		at     time.Time
-		id     *identity.Identity
-		reason string
+		name    string
+		rule    *config.Rule
+		at      time.Time
+		id      *identity.Identity
+		reason  string
+		country string
 	}{
-		{"auth context ok", &config.Rule{AuthContext: []string{"c1", "c2"}}, time.Time{}, id, "auth_context_ok"},
-		{"auth context missing", &config.Rule{AuthContext: []string{"c3"}}, time.Time{}, id, "auth_context_missing"},
-		{"auth context absent", &config.Rule{AuthContext: []string{"c1"}}, time.Time{}, &identity.Identity{}, "auth_context_missing"},
-		{"office hours in Berlin (09:30 CET = 08:30 UTC, Monday)", berlin, time.Date(2026, 11, 23, 8, 30, 0, 0, time.UTC), id, "time_ok"},
-		{"before office hours in Berlin (07:30 CET)", berlin, time.Date(2026, 11, 23, 6, 30, 0, 0, time.UTC), id, "outside_time_window"},
-		{"end is exclusive (18:00 CET)", berlin, time.Date(2026, 11, 23, 17, 0, 0, 0, time.UTC), id, "outside_time_window"},
-		{"Saturday", berlin, time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC), id, "outside_time_window"},
-		{"summer time shifts UTC (09:00 CEST = 07:00 UTC)", berlin, time.Date(2026, 7, 6, 7, 0, 0, 0, time.UTC), id, "time_ok"},
-		{"overnight window, Friday 23:00", night, time.Date(2026, 11, 27, 23, 0, 0, 0, time.UTC), id, "time_ok"},
-		{"overnight window, Saturday 05:00 belongs to Friday", night, time.Date(2026, 11, 28, 5, 0, 0, 0, time.UTC), id, "time_ok"},
-		{"overnight window, Saturday 23:00", night, time.Date(2026, 11, 28, 23, 0, 0, 0, time.UTC), id, "outside_time_window"},
-		{"device claim any value", &config.Rule{Device: &config.Device{Claims: map[string][]string{"deviceid": {"*"}}}}, time.Time{}, id, "device_ok"},
-		{"device claim bool", &config.Rule{Device: &config.Device{Claims: map[string][]string{"xms_compliant": {"true"}}}}, time.Time{}, id, "device_ok"},
-		{"device claim missing", &config.Rule{Device: &config.Device{Claims: map[string][]string{"deviceid": {"*"}, "managed": {"true"}}}}, time.Time{}, id, "device_claim_missing"},
-		{"device claim wrong value", &config.Rule{Device: &config.Device{Claims: map[string][]string{"deviceid": {"d2"}}}}, time.Time{}, id, "device_claim_missing"},
+		{"country ok", &config.Rule{Countries: []string{"DE", "FR"}}, time.Time{}, id, "country_ok", "DE"},
+		{"country not allowed", &config.Rule{Countries: []string{"DE", "FR"}}, time.Time{}, id, "country_not_allowed", "US"},
+		{"country unknown denies", &config.Rule{Countries: []string{"DE"}}, time.Time{}, id, "country_unknown", ""},
+		{"auth context ok", &config.Rule{AuthContext: []string{"c1", "c2"}}, time.Time{}, id, "auth_context_ok", ""},
+		{"auth context missing", &config.Rule{AuthContext: []string{"c3"}}, time.Time{}, id, "auth_context_missing", ""},
+		{"auth context absent", &config.Rule{AuthContext: []string{"c1"}}, time.Time{}, &identity.Identity{}, "auth_context_missing", ""},
+		{"office hours in Berlin (09:30 CET = 08:30 UTC, Monday)", berlin, time.Date(2026, 11, 23, 8, 30, 0, 0, time.UTC), id, "time_ok", ""},
+		{"before office hours in Berlin (07:30 CET)", berlin, time.Date(2026, 11, 23, 6, 30, 0, 0, time.UTC), id, "outside_time_window", ""},
+		{"end is exclusive (18:00 CET)", berlin, time.Date(2026, 11, 23, 17, 0, 0, 0, time.UTC), id, "outside_time_window", ""},
+		{"Saturday", berlin, time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC), id, "outside_time_window", ""},
+		{"summer time shifts UTC (09:00 CEST = 07:00 UTC)", berlin, time.Date(2026, 7, 6, 7, 0, 0, 0, time.UTC), id, "time_ok", ""},
+		{"overnight window, Friday 23:00", night, time.Date(2026, 11, 27, 23, 0, 0, 0, time.UTC), id, "time_ok", ""},
+		{"overnight window, Saturday 05:00 belongs to Friday", night, time.Date(2026, 11, 28, 5, 0, 0, 0, time.UTC), id, "time_ok", ""},
+		{"overnight window, Saturday 23:00", night, time.Date(2026, 11, 28, 23, 0, 0, 0, time.UTC), id, "outside_time_window", ""},
+		{"device claim any value", &config.Rule{Device: &config.Device{Claims: map[string][]string{"deviceid": {"*"}}}}, time.Time{}, id, "device_ok", ""},
+		{"device claim bool", &config.Rule{Device: &config.Device{Claims: map[string][]string{"xms_compliant": {"true"}}}}, time.Time{}, id, "device_ok", ""},
+		{"device claim missing", &config.Rule{Device: &config.Device{Claims: map[string][]string{"deviceid": {"*"}, "managed": {"true"}}}}, time.Time{}, id, "device_claim_missing", ""},
+		{"device claim wrong value", &config.Rule{Device: &config.Device{Claims: map[string][]string{"deviceid": {"d2"}}}}, time.Time{}, id, "device_claim_missing", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,7 +167,7 @@ func TestCriteriaMore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := p.Evaluate(&Input{Identity: tt.id, Time: tt.at})
+			d := p.Evaluate(&Input{Identity: tt.id, Time: tt.at, Country: tt.country})
 			if got := d.Reasons; len(got) != 1 || got[0] != tt.reason {
 				t.Fatalf("got %v, want [%s]", got, tt.reason)
 			}

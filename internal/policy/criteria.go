@@ -185,6 +185,24 @@ func (mfa) eval(in *Input, t *trace) bool {
 	return ok
 }
 
+type countryCriterion []string
+
+func (c countryCriterion) eval(in *Input, t *trace) bool {
+	r := "country_not_allowed"
+	switch {
+	case in.Country == "":
+		r = "country_unknown"
+	case slices.Contains(c, in.Country):
+		r = "country_ok"
+	}
+	if t.explaining() {
+		t.add(r, "countries", "one of "+list(c), quoteOrNone(in.Country))
+	} else {
+		t.note(r)
+	}
+	return r == "country_ok"
+}
+
 type ipCriterion []netip.Prefix
 
 func (c ipCriterion) eval(in *Input, t *trace) bool {
@@ -349,6 +367,9 @@ func compileRule(r *config.Rule) (criterion, error) {
 	}
 	if r.MFA {
 		parts = append(parts, mfa{})
+	}
+	if r.Countries != nil {
+		parts = append(parts, countryCriterion(r.Countries))
 	}
 	if r.IP != nil {
 		var c ipCriterion

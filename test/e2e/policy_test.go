@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ztgate/ztgate/internal/geo/geotest"
 )
 
 func policyConfig(is *issuer, up *upstream) string {
@@ -126,5 +128,36 @@ func TestPolicyTestCommand(t *testing.T) {
 	out, err = runBinary("policy", "test", "--config", "../../examples/demo/ztgate.yaml", bad)
 	if err == nil || !strings.Contains(out, "FAIL admin is open (wrong)") || !strings.Contains(out, "decision:\n     -  allow\n     +  deny") {
 		t.Fatalf("failing policy test: err=%v\n%s", err, out)
+	}
+}
+
+// TestCountries: the client's country comes from a MaxMind-format database.
+func TestCountries(t *testing.T) {
+	is, up := newIssuer(t), newUpstream(t)
+	db := geotest.WriteDB(t, map[string]string{"127.0.0.0/8": "DE"})
+	g := startGateway(t, fmt.Sprintf(`listen: { address: "127.0.0.1:0" }
+admin: { address: "127.0.0.1:0" }
+identity:
+  providers:
+    - { name: test, type: oidc, issuer: %q, audiences: [orders-api] }
+policy:
+  geoip_database: %q
+services:
+  - name: s
+    upstream: %q
+    routes:
+      - { name: eu, match: { path: "/eu/**" }, allow: { countries: [DE, FR] } }
+      - { name: fr, match: { path: "/fr/**" }, allow: { countries: [FR] } }
+      - { name: cel, match: { path: "/cel/**" }, allow: { authenticated: true }, when: 'geo.country == "DE"' }
+`, is.URL, db, up.URL))
+	tok := is.token(t, "alice")
+	if s, b, _ := do(t, "GET", g.URL+"/eu/x", tok, nil); s != 200 {
+		t.Errorf("allowed country: got %d %s", s, b)
+	}
+	if s, b, _ := do(t, "GET", g.URL+"/fr/x", tok, nil); s != 403 || decodeError(t, b).Reason != "country_not_allowed" {
+		t.Errorf("other country: got %d %s, want 403 country_not_allowed", s, b)
+	}
+	if s, b, _ := do(t, "GET", g.URL+"/cel/x", tok, nil); s != 200 {
+		t.Errorf("geo.country in CEL: got %d %s", s, b)
 	}
 }
