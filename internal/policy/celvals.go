@@ -67,7 +67,7 @@ func (m objectMap) Find(key ref.Val) (ref.Val, bool) {
 	return m.find(string(k))
 }
 func (m objectMap) Iterator() traits.Iterator {
-	return types.NewStringList(types.DefaultTypeAdapter, m.keys).(traits.Lister).Iterator()
+	return types.NewStringList(types.DefaultTypeAdapter, m.keys).Iterator()
 }
 func (m objectMap) Size() ref.Val { return types.Int(len(m.keys)) }
 func (m objectMap) ConvertToNative(t reflect.Type) (any, error) {
