@@ -41,6 +41,7 @@ type TokenRequest struct {
 	Scopes  []string
 	AMR     []string
 	TTL     time.Duration
+	Extra   map[string]any // further claims
 }
 
 // Token signs a token for r.
@@ -63,6 +64,9 @@ func (is *Issuer) Token(r TokenRequest) (string, error) {
 	}
 	if len(r.AMR) > 0 {
 		claims["amr"] = r.AMR
+	}
+	for k, v := range r.Extra {
+		claims[k] = v
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {

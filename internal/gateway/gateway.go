@@ -317,6 +317,13 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	ev.reasons = d.Reasons
 	if !d.Allow {
 		reason := d.DenyReason()
+		if c := e.policy.ClaimsChallenge(d); c != "" && id.ClientCapable("cp1") {
+			// Continuous access evaluation: a capable client can get a token
+			// that satisfies the route (MFA, an authentication context).
+			return &httpError{Code: http.StatusUnauthorized, Reason: reason, Public: "step-up authentication required", Header: http.Header{
+				"Www-Authenticate": {`Bearer realm="ztgate", error="insufficient_claims", error_description="step-up authentication required", claims="` + c + `"`},
+			}}
+		}
 		return &httpError{Code: http.StatusForbidden, Reason: reason, Public: "the caller is not allowed to make this request"}
 	}
 	ev.decision = "allow"

@@ -52,6 +52,22 @@ func (id *Identity) HasMFA() bool {
 	return slices.Contains(id.AMR, "mfa")
 }
 
+// ClientCapable reports whether the client declared a capability in the
+// xms_cc claim (cp1: it can handle claims challenges).
+func (id *Identity) ClientCapable(c string) bool {
+	switch v := id.Claims["xms_cc"].(type) {
+	case []any:
+		for _, x := range v {
+			if x == c {
+				return true
+			}
+		}
+	case string:
+		return v == c
+	}
+	return false
+}
+
 type ctxKey struct{}
 
 // NewContext returns ctx carrying id.

@@ -6,7 +6,9 @@
 package policy
 
 import (
+	"encoding/base64"
 	"fmt"
+	"strconv"
 	"net/netip"
 	"time"
 
@@ -98,6 +100,7 @@ type Policy struct {
 	mode    Mode
 	root    criterion // nil: no rule, deny
 	when    *expr     // nil: none
+	acrs    []string  // auth context values the rule asks for, for step-up
 }
 
 // Spec is what a route's policy is compiled from.
@@ -118,6 +121,7 @@ func Compile(s Spec) (*Policy, error) {
 			return nil, fmt.Errorf("route %s: %w", s.Route, err)
 		}
 		p.root = c
+		p.acrs = firstAuthContext(s.Rule)
 	}
 	if s.When != "" {
 		e, err := compileExpr(s.When)
@@ -261,4 +265,40 @@ func SpecFor(cfg *config.Config, s *config.Service, r *config.Route) Spec {
 		mode = ReportOnly
 	}
 	return Spec{Route: s.Name + "/" + r.Name, Version: cfg.Hash, Rule: rule, When: r.When, Mode: mode}
+}
+
+func firstAuthContext(r *config.Rule) []string {
+	if len(r.AuthContext) > 0 {
+		return r.AuthContext
+	}
+	for i := range r.AllOf {
+		if a := firstAuthContext(&r.AllOf[i]); a != nil {
+			return a
+		}
+	}
+	for i := range r.AnyOf {
+		if a := firstAuthContext(&r.AnyOf[i]); a != nil {
+			return a
+		}
+	}
+	return nil
+}
+
+// ClaimsChallenge returns the claims a client must obtain to pass a step-up
+// deny (mfa_missing, auth_context_missing), base64-encoded as in Entra ID's
+// claims challenge, or "" when the deny is not one a new token could fix.
+func (p *Policy) ClaimsChallenge(d *Decision) string {
+	var claims string
+	switch d.DenyReason() {
+	case "auth_context_missing":
+		if len(p.acrs) == 0 {
+			return ""
+		}
+		claims = `{"access_token":{"acrs":{"essential":true,"value":` + strconv.Quote(p.acrs[0]) + `}}}`
+	case "mfa_missing":
+		claims = `{"access_token":{"amr":{"essential":true,"values":["mfa"]}}}`
+	default:
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString([]byte(claims))
 }

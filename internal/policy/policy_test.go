@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/base64"
 	"net/netip"
 	"testing"
 	"time"
@@ -126,6 +127,40 @@ func BenchmarkEvaluate(b *testing.B) {
 				if !d.Allow {
 					b.Fatalf("denied: %v", d.Reasons)
 				}
+			}
+		})
+	}
+}
+
+func TestClaimsChallenge(t *testing.T) {
+	tests := []struct {
+		name string
+		rule *config.Rule
+		id   *identity.Identity
+		want string // decoded claims; "" none
+	}{
+		{"auth context", &config.Rule{Roles: []string{"A"}, AuthContext: []string{"c2", "c3"}}, &identity.Identity{Roles: []string{"A"}}, `{"access_token":{"acrs":{"essential":true,"value":"c2"}}}`},
+		{"auth context nested", &config.Rule{AllOf: []config.Rule{{AuthContext: []string{"c4"}}}}, &identity.Identity{}, `{"access_token":{"acrs":{"essential":true,"value":"c4"}}}`},
+		{"mfa", &config.Rule{MFA: true}, &identity.Identity{}, `{"access_token":{"amr":{"essential":true,"values":["mfa"]}}}`},
+		{"role missing first: no step-up can fix it", &config.Rule{Roles: []string{"B"}, MFA: true}, &identity.Identity{}, ""},
+		{"allowed", &config.Rule{MFA: true}, &identity.Identity{AMR: []string{"mfa"}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Compile(Spec{Route: "s/r", Rule: tt.rule})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := p.Evaluate(&Input{Identity: tt.id})
+			got := ""
+			if !d.Allow {
+				if c := p.ClaimsChallenge(&d); c != "" {
+					raw, _ := base64.StdEncoding.DecodeString(c)
+					got = string(raw)
+				}
+			}
+			if got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
 			}
 		})
 	}

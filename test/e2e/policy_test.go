@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ztgate/ztgate/internal/demo"
 	"github.com/ztgate/ztgate/internal/geo/geotest"
 )
 
@@ -159,5 +161,45 @@ services:
 	}
 	if s, b, _ := do(t, "GET", g.URL+"/cel/x", tok, nil); s != 200 {
 		t.Errorf("geo.country in CEL: got %d %s", s, b)
+	}
+}
+
+// TestStepUpClaimsChallenge: a route needing MFA answers a client that can
+// handle claims challenges (xms_cc: cp1) with 401 insufficient_claims and
+// the claims to obtain; other clients get 403 with the reason.
+func TestStepUpClaimsChallenge(t *testing.T) {
+	is, up := newIssuer(t), newUpstream(t)
+	g := startGateway(t, fmt.Sprintf(`listen: { address: "127.0.0.1:0" }
+admin: { address: "127.0.0.1:0" }
+identity:
+  providers:
+    - { name: test, type: oidc, issuer: %q, audiences: [orders-api] }
+services:
+  - name: s
+    upstream: %q
+    routes:
+      - { name: pay, match: { path: "/pay/**" }, allow: { roles: [Pay], mfa: true } }
+`, is.URL, up.URL))
+	capable, err := is.Token(demo.TokenRequest{Subject: "alice", Roles: []string{"Pay"}, AMR: []string{"pwd"}, Extra: map[string]any{"xms_cc": []string{"cp1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body, hdr := do(t, "POST", g.URL+"/pay/1", capable, nil)
+	chal := hdr.Get("WWW-Authenticate")
+	if status != 401 || decodeError(t, body).Reason != "mfa_missing" || !strings.Contains(chal, `error="insufficient_claims"`) {
+		t.Fatalf("capable client: got %d %s, challenge %q; want 401 insufficient_claims", status, body, chal)
+	}
+	_, c, _ := strings.Cut(chal, `claims="`)
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(c, `"`))
+	if err != nil || string(raw) != `{"access_token":{"amr":{"essential":true,"values":["mfa"]}}}` {
+		t.Errorf("claims: got %q, %v", raw, err)
+	}
+	plain := is.token(t, "bob", "Pay")
+	status, body, hdr = do(t, "POST", g.URL+"/pay/1", plain, nil)
+	if status != 403 || decodeError(t, body).Reason != "mfa_missing" || hdr.Get("WWW-Authenticate") != "" {
+		t.Fatalf("plain client: got %d %s; want 403 mfa_missing without a challenge", status, body)
+	}
+	if len(up.requests()) != 0 {
+		t.Errorf("upstream saw %d requests", len(up.requests()))
 	}
 }
