@@ -8,8 +8,8 @@ package policy
 import (
 	"encoding/base64"
 	"fmt"
-	"strconv"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/ztgate/ztgate/internal/config"
