@@ -89,7 +89,7 @@ func TestTLSAndUpstreamMTLS(t *testing.T) {
 
 	cfg := fmt.Sprintf(`listen:
   address: "127.0.0.1:0"
-  tls: { cert_file: %q, key_file: %q }
+  tls: { cert_file: %q, key_file: %q, client_ca_file: %q, client_auth: optional }
 admin:
   address: "127.0.0.1:0"
 identity:
@@ -103,7 +103,7 @@ services:
       - name: all
         match: { path: "/**" }
         allow: { roles: [Orders.Read] }
-`, gwCert, gwKey, is.URL, upSrv.URL, caFile, clientCert, clientKey)
+`, gwCert, gwKey, caFile, is.URL, upSrv.URL, caFile, clientCert, clientKey)
 	g := startGateway(t, cfg)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}, Timeout: 10 * time.Second}
 	req, _ := http.NewRequest("GET", "https://"+g.Addr+"/orders/1", nil)
@@ -124,6 +124,21 @@ services:
 		t.Errorf("upstream saw client certificate %q, want gateway-client", sawClientCN)
 	}
 	firstSerial := resp.TLS.PeerCertificates[0].SerialNumber
+
+	// client_auth optional: a certificate from another CA is refused in the
+	// handshake; none at all is fine.
+	otherCA := newCA(t)
+	_, _, stranger := otherCA.issue(t, t.TempDir(), "stranger", true)
+	if c, err := tls.Dial("tcp", g.Addr, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{stranger}}); err == nil {
+		_, err = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		if err == nil {
+			_, err = c.Read(make([]byte, 1))
+		}
+		c.Close()
+		if err == nil {
+			t.Error("a client certificate from an untrusted CA was accepted")
+		}
+	}
 
 	// Certificate rotation: new files on disk are served to new connections
 	// without a restart.
