@@ -9,6 +9,7 @@ cd "$ROOT"
 # (redis-server, postgresql, rsyslog, wrk, ...); each is installed only when missing.
 APT_PACKAGES=(
 	ca-certificates
+	redis-server # rate limits shared between gateway nodes (test/e2e/redis_test.go)
 )
 
 # Directories holding a package.json whose node_modules the tests need.

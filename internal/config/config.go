@@ -15,7 +15,8 @@ type Config struct {
 	Admin    Admin     `yaml:"admin" doc:"The admin listener: health, readiness and metrics. Keep it on a private address."`
 	Identity Identity  `yaml:"identity" doc:"Who may call: identity providers whose tokens the gateway verifies."`
 	Store    *Store    `yaml:"store" unsupported:"true" doc:"Durable state (audit events, API keys)."`
-	State    *State    `yaml:"state" unsupported:"true" doc:"State shared between gateway nodes."`
+	State    State     `yaml:"state" doc:"State shared between gateway nodes (rate limits): local memory, or Redis for many nodes."`
+	Limits   Limits    `yaml:"limits" doc:"Gateway-wide rate limit, applied to every route in addition to service and route limits."`
 	Audit    *Audit    `yaml:"audit" unsupported:"true" doc:"Audit pipeline."`
 	Secrets  Secrets   `yaml:"secrets" doc:"Secret providers that ${secret:PROVIDER/NAME} references read from."`
 	Policy   Policy    `yaml:"policy" doc:"Gateway-wide policy defaults that services and routes inherit."`
@@ -99,8 +100,14 @@ type Store struct {
 
 // State configures shared state between nodes.
 type State struct {
-	Driver string `yaml:"driver" enum:"local,redis" doc:"local or redis."`
-	URL    string `yaml:"url" doc:"redis URL."`
+	Driver  string `yaml:"driver" enum:"local,redis" default:"local" doc:"local: per node, in memory; redis: shared by every node using the same Redis."`
+	URL     string `yaml:"url" doc:"Redis URL for driver redis, e.g. redis://127.0.0.1:6379/0 (rediss:// for TLS)."`
+	MaxKeys int    `yaml:"max_keys" default:"100000" doc:"Most rate limit keys held in memory per node (least useful forgotten first)."`
+}
+
+// Limits holds gateway-wide limits.
+type Limits struct {
+	RateLimit *RateLimit `yaml:"rate_limit" doc:"A limit every request counts against."`
 }
 
 // Audit configures the audit pipeline.
@@ -142,6 +149,7 @@ type Service struct {
 	ForwardAuthorization bool         `yaml:"forward_authorization" doc:"Forward the client's Authorization header to the upstream. Off by default: the upstream never sees the caller's token."`
 	Mode                 string       `yaml:"mode" enum:"enforce,report_only" doc:"Default mode for the service's routes (overrides policy.mode)."`
 	Allow                *Rule        `yaml:"allow" doc:"Default allow rule for the service's routes that have none (overrides policy.allow)."`
+	RateLimit            *RateLimit   `yaml:"rate_limit" doc:"A limit every request to the service counts against."`
 	Inject               *Inject      `yaml:"inject" unsupported:"true" doc:"Credentials injected into upstream requests."`
 	Routes               []Route      `yaml:"routes" required:"true" doc:"Routes; a request matching none is denied (404 no_route)."`
 }
@@ -176,7 +184,7 @@ type Route struct {
 	Allow     *Rule      `yaml:"allow" doc:"Who may call. Absent: nobody (default deny)."`
 	When      string     `yaml:"when" doc:"A CEL condition that must also hold, over identity, request, geo, time and risk. A false result or an evaluation error denies."`
 	Mode      string     `yaml:"mode" enum:"enforce,report_only" doc:"enforce (default) or report_only: a would-deny is let through and recorded."`
-	RateLimit *RateLimit `yaml:"rate_limit" unsupported:"true" doc:"Rate limit."`
+	RateLimit *RateLimit `yaml:"rate_limit" doc:"A limit every request on the route counts against (in addition to service and gateway limits)."`
 	DLP       *DLP       `yaml:"dlp" unsupported:"true" doc:"Response masking."`
 }
 
@@ -224,12 +232,13 @@ type Device struct {
 	Claims map[string][]string `yaml:"claims" required:"true" doc:"Claim name to accepted values; [\"*\"] accepts any value but requires the claim."`
 }
 
-// RateLimit configures a rate limit.
+// RateLimit is a GCRA rate limit: limit requests per period per key.
 type RateLimit struct {
-	Key   string   `yaml:"key"`
-	Limit int      `yaml:"limit"`
-	Per   Duration `yaml:"per"`
-	Burst int      `yaml:"burst"`
+	Key            string   `yaml:"key" default:"identity" doc:"What is counted: identity, app, tenant, ip, header:NAME or claim:NAME, combined with + (e.g. tenant+app)."`
+	Limit          int      `yaml:"limit" required:"true" doc:"Requests allowed per period."`
+	Per            Duration `yaml:"per" required:"true" doc:"The period, e.g. 1s, 1m, 1h."`
+	Burst          int      `yaml:"burst" doc:"Requests that may come at once (default: limit)."`
+	OnStoreFailure string   `yaml:"on_store_failure" enum:"local,allow,deny" default:"local" doc:"With state driver redis, when Redis cannot answer: local (per-node limits), allow, or deny (503)."`
 }
 
 // DLP configures response masking.

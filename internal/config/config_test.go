@@ -114,7 +114,11 @@ func TestLoadErrors(t *testing.T) {
 		{"bad method", strings.Replace(base, "[GET]", "[get]", 1), []string{"bad method \"get\""}},
 		{"connect", strings.Replace(base, "[GET]", "[CONNECT]", 1), []string{"CONNECT is never proxied"}},
 		{"bad path pattern", strings.Replace(base, "/orders/**", "/orders/**/x", 1), []string{"services[0].routes[0].match.path:"}},
-		{"unsupported key", base + "        rate_limit: { key: identity, limit: 1, per: 1m }\n", []string{"services[0].routes[0].rate_limit: \"rate_limit\" is part of the configuration contract but not supported"}},
+		{"unsupported key", base + "        dlp: { mask: [email] }\n", []string{"services[0].routes[0].dlp: \"dlp\" is part of the configuration contract but not supported"}},
+		{"rate limit bad key", base + "        rate_limit: { key: tenant+user, limit: 1, per: 1m }\n", []string{"services[0].routes[0].rate_limit.key: bad key part \"user\""}},
+		{"rate limit zero", base + "        rate_limit: { limit: 0, per: 1m }\n", []string{"rate_limit.limit: must be at least 1"}},
+		{"rate limit missing per", base + "        rate_limit: { limit: 5 }\n", []string{"rate_limit: missing required key \"per\""}},
+		{"redis without url", base + "state: { driver: redis }\n", []string{"state.url: bad Redis URL"}},
 		{"unset env", strings.Replace(base, "Orders.Read", `"${env:NOPE}"`, 1), []string{"x.yaml:11:26: services[0].routes[0].allow.roles[0]: environment variable NOPE referenced by ${env:NOPE} is not set"}},
 		{"unknown secret", strings.Replace(base, "Orders.Read", `"${secret:vault/x}"`, 1), []string{"${secret:vault/x}: no secret provider named \"vault\""}},
 		{"bad reference", strings.Replace(base, "Orders.Read", `"${oops}"`, 1), []string{"bad reference ${oops}"}},
@@ -236,7 +240,7 @@ func TestSchemaCoversEverySupportedKey(t *testing.T) {
 			t.Errorf("reference lacks %s", k)
 		}
 	}
-	for _, k := range []string{"rate_limit", "`store", "api_keys"} {
+	for _, k := range []string{"dlp", "`store", "api_keys"} {
 		if strings.Contains(ref, k) {
 			t.Errorf("reference documents unsupported key %s", k)
 		}

@@ -70,6 +70,20 @@ func (c *Config) Validate() error {
 	if c.Policy.Allow != nil {
 		v.rule("policy.allow", c.Policy.Allow)
 	}
+	v.rateLimit("limits.rate_limit", c.Limits.RateLimit)
+	switch c.State.Driver {
+	case "redis":
+		if u, err := url.Parse(c.State.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			v.errorf("state.url", "bad Redis URL %q: want redis://host:port[/db] or rediss://", c.State.URL)
+		}
+	case "local":
+		if c.State.URL != "" {
+			v.errorf("state.url", "url is only for driver redis")
+		}
+	}
+	if c.State.MaxKeys < 1024 {
+		v.errorf("state.max_keys", "must be at least 1024")
+	}
 	v.services()
 	if len(v.errs) == 0 {
 		return nil
@@ -227,6 +241,7 @@ func (v *validator) services() {
 		if s.Allow != nil {
 			v.rule(path+".allow", s.Allow)
 		}
+		v.rateLimit(path+".rate_limit", s.RateLimit)
 		if len(s.Routes) == 0 {
 			v.errorf(path+".routes", "no routes: the service could never be reached")
 		}
@@ -257,6 +272,7 @@ func (v *validator) services() {
 			if r.Allow != nil {
 				v.rule(rp+".allow", r.Allow)
 			}
+			v.rateLimit(rp+".rate_limit", r.RateLimit)
 			for _, h := range routeHosts(s, r) {
 				spec := route.Spec{Host: h, Methods: r.Match.Methods, Path: r.Match.Path}
 				if _, err := route.Compile([]route.Spec{spec}); err != nil {
@@ -441,4 +457,35 @@ func routeHosts(s Service, r Route) []string {
 		return []string{""}
 	}
 	return s.Hosts
+}
+
+// RateLimitKeyParts are the parts a rate limit key may combine.
+var RateLimitKeyParts = []string{"identity", "app", "tenant", "ip"}
+
+func (v *validator) rateLimit(path string, rl *RateLimit) {
+	if rl == nil {
+		return
+	}
+	if rl.Limit < 1 {
+		v.errorf(path+".limit", "must be at least 1")
+	}
+	if rl.Per.D() < time.Millisecond || rl.Per.D() > 366*24*time.Hour {
+		v.errorf(path+".per", "must be between 1ms and 366d")
+	} else if rl.Limit > 0 && rl.Per.D()/time.Duration(rl.Limit) < time.Microsecond {
+		v.errorf(path+".limit", "more than one request per microsecond cannot be limited")
+	}
+	if rl.Burst < 0 {
+		v.errorf(path+".burst", "must not be negative")
+	}
+	for _, part := range strings.Split(rl.Key, "+") {
+		switch {
+		case slices.Contains(RateLimitKeyParts, part):
+		case strings.HasPrefix(part, "header:") && len(part) > len("header:"):
+		case strings.HasPrefix(part, "claim:") && len(part) > len("claim:"):
+		case part == "api_key":
+			v.errorf(path+".key", "api_key is not supported by this version of ztgate yet (API keys are not)")
+		default:
+			v.errorf(path+".key", "bad key part %q: want identity, app, tenant, ip, header:NAME or claim:NAME, joined with +", part)
+		}
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/geo"
 	"github.com/ztgate/ztgate/internal/identity"
+	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/route"
 )
@@ -35,6 +36,7 @@ type Runtime struct {
 	authn     *authn.Authenticator
 	upstreams []*upstream
 	geo       *geo.DB // nil without policy.geoip_database
+	limits    limits.Store
 }
 
 type entry struct {
@@ -42,11 +44,13 @@ type entry struct {
 	route   string
 	up      *upstream
 	policy  *policy.Policy
+	limits  []*limit // gateway, service, route
 }
 
-// Build compiles cfg into a Runtime. It does no network I/O.
-func Build(cfg *config.Config, an *authn.Authenticator, logger *slog.Logger) (*Runtime, error) {
-	rt := &Runtime{cfg: cfg, authn: an}
+// Build compiles cfg into a Runtime. It does no network I/O. store holds
+// rate limit state; it outlives runtimes so a reload keeps the counts.
+func Build(cfg *config.Config, an *authn.Authenticator, store limits.Store, logger *slog.Logger) (*Runtime, error) {
+	rt := &Runtime{cfg: cfg, authn: an, limits: store}
 	if path := cfg.Policy.GeoIPDatabase; path != "" {
 		db, err := geo.Open(path)
 		if err != nil {
@@ -70,7 +74,13 @@ func Build(cfg *config.Config, an *authn.Authenticator, logger *slog.Logger) (*R
 				rt.Close()
 				return nil, err
 			}
-			policies[i] = append(policies[i], &entry{service: s.Name, route: r.Name, up: up, policy: p})
+			e := &entry{service: s.Name, route: r.Name, up: up, policy: p}
+			for _, l := range []*limit{compileLimit("g", cfg.Limits.RateLimit), compileLimit("s:"+s.Name, s.RateLimit), compileLimit("r:"+s.Name+"/"+r.Name, r.RateLimit)} {
+				if l != nil {
+					e.limits = append(e.limits, l)
+				}
+			}
+			policies[i] = append(policies[i], e)
 		}
 	}
 	var specs []route.Spec
@@ -325,6 +335,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 			}}
 		}
 		return &httpError{Code: http.StatusForbidden, Reason: reason, Public: "the caller is not allowed to make this request"}
+	}
+	if he := g.checkLimits(w, r, rt.limits, e.limits, id, ip); he != nil {
+		return he
 	}
 	ev.decision = "allow"
 	if d.WouldDeny {

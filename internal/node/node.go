@@ -21,12 +21,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/ztgate/ztgate/internal/admin"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/explain"
 	"github.com/ztgate/ztgate/internal/gateway"
+	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/secrets"
 )
@@ -69,6 +71,7 @@ type Node struct {
 	lastReload *admin.ReloadResult
 	verifiers  map[string]*verifier // by provider fingerprint
 	certs      *certLoader
+	limits     limits.Store
 }
 
 type verifier struct {
@@ -95,6 +98,10 @@ func Run(ctx context.Context, path string, opts Options) error {
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := gateway.NewMetrics(n.reg)
 
+	n.limits, err = newLimitStore(cfg.State, n.reg, n.logger)
+	if err != nil {
+		return err
+	}
 	runCtx, stopVerifiers := context.WithCancel(context.Background())
 	defer stopVerifiers()
 	rt, err := n.build(runCtx, cfg)
@@ -253,7 +260,7 @@ func (n *Node) build(ctx context.Context, cfg *config.Config) (*gateway.Runtime,
 	if maxToken == 0 {
 		maxToken = 16384
 	}
-	return gateway.Build(cfg, authn.NewAuthenticator(maxToken, vs...), n.logger)
+	return gateway.Build(cfg, authn.NewAuthenticator(maxToken, vs...), n.limits, n.logger)
 }
 
 // retireVerifiers stops the verifiers that cfg no longer uses.
@@ -284,6 +291,9 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	cfg, sum, err := n.load()
 	if err == nil && (cfg.Listen.Address != n.cfg.Listen.Address || cfg.Admin.Address != n.cfg.Admin.Address) {
 		err = errors.New("listen.address and admin.address cannot change on reload; restart the gateway")
+	}
+	if err == nil && cfg.State != n.cfg.State {
+		err = errors.New("state cannot change on reload; restart the gateway")
 	}
 	var rt *gateway.Runtime
 	if err == nil {
@@ -409,4 +419,28 @@ func modTime(path string) time.Time {
 		return time.Time{}
 	}
 	return fi.ModTime()
+}
+
+// newLimitStore builds the rate limit state: per node, or in Redis with
+// per-node limits as the fallback.
+func newLimitStore(st config.State, reg prometheus.Registerer, logger *slog.Logger) (limits.Store, error) {
+	local := limits.NewLocal(st.MaxKeys, nil)
+	if st.Driver != "redis" {
+		return local, nil
+	}
+	opts, err := redis.ParseURL(st.URL)
+	if err != nil {
+		return nil, fmt.Errorf("state.url: %w", err)
+	}
+	opts.DialTimeout = 2 * time.Second
+	opts.ReadTimeout = 250 * time.Millisecond
+	opts.WriteTimeout = 250 * time.Millisecond
+	opts.MaxRetries = -1 // a limit decision is never worth a retry storm
+	opts.DialerRetries = 1
+	opts.DialerRetryTimeout = 10 * time.Millisecond
+	r := limits.NewRedis(redis.NewClient(opts), "ztgate:rl:", local, logger)
+	failures := prometheus.NewCounter(prometheus.CounterOpts{Name: "ztgate_ratelimit_store_failures_total", Help: "Rate limit decisions Redis could not answer (on_store_failure applied)."})
+	reg.MustRegister(failures)
+	r.OnFail = failures.Inc
+	return r, nil
 }
