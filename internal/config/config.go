@@ -150,6 +150,7 @@ type Service struct {
 	Mode                 string       `yaml:"mode" enum:"enforce,report_only" doc:"Default mode for the service's routes (overrides policy.mode)."`
 	Allow                *Rule        `yaml:"allow" doc:"Default allow rule for the service's routes that have none (overrides policy.allow)."`
 	RateLimit            *RateLimit   `yaml:"rate_limit" doc:"A limit every request to the service counts against."`
+	CORS                 *CORS        `yaml:"cors" doc:"Cross-origin resource sharing for browsers; preflights are answered at the gateway."`
 	Inject               *Inject      `yaml:"inject" unsupported:"true" doc:"Credentials injected into upstream requests."`
 	Routes               []Route      `yaml:"routes" required:"true" doc:"Routes; a request matching none is denied (404 no_route)."`
 }
@@ -185,6 +186,7 @@ type Route struct {
 	When      string     `yaml:"when" doc:"A CEL condition that must also hold, over identity, request, geo, time and risk. A false result or an evaluation error denies."`
 	Mode      string     `yaml:"mode" enum:"enforce,report_only" doc:"enforce (default) or report_only: a would-deny is let through and recorded."`
 	RateLimit *RateLimit `yaml:"rate_limit" doc:"A limit every request on the route counts against (in addition to service and gateway limits)."`
+	Guard     *Guard     `yaml:"guard" doc:"Checks on the request before it reaches the upstream; a failure is 400, 413 or 415 with the failed check as reason."`
 	DLP       *DLP       `yaml:"dlp" unsupported:"true" doc:"Response masking."`
 }
 
@@ -239,6 +241,27 @@ type RateLimit struct {
 	Per            Duration `yaml:"per" required:"true" doc:"The period, e.g. 1s, 1m, 1h."`
 	Burst          int      `yaml:"burst" doc:"Requests that may come at once (default: limit)."`
 	OnStoreFailure string   `yaml:"on_store_failure" enum:"local,allow,deny" default:"local" doc:"With state driver redis, when Redis cannot answer: local (per-node limits), allow, or deny (503)."`
+}
+
+// Guard validates requests on a route.
+type Guard struct {
+	MaxBodyBytes     int64    `yaml:"max_body_bytes" doc:"Largest body accepted on this route (overrides the service's)."`
+	ContentTypes     []string `yaml:"content_types" doc:"Accepted media types of a request body (e.g. application/json); a body of another type is 415."`
+	JSONSchema       string   `yaml:"json_schema" doc:"JSON Schema file (relative to this configuration file) the JSON body must satisfy."`
+	MaxJSONDepth     int      `yaml:"max_json_depth" default:"32" doc:"Deepest nesting of arrays and objects accepted in a JSON body."`
+	RequiredHeaders  []string `yaml:"required_headers" doc:"Headers that must be present."`
+	ForbiddenHeaders []string `yaml:"forbidden_headers" doc:"Headers that must be absent."`
+	AllowedQuery     []string `yaml:"allowed_query" doc:"The only query parameters accepted; absent: any."`
+}
+
+// CORS configures cross-origin access for browsers.
+type CORS struct {
+	AllowedOrigins   []string `yaml:"allowed_origins" required:"true" doc:"Exact origins (https://app.example.com); * for any, only without allow_credentials."`
+	AllowedMethods   []string `yaml:"allowed_methods" doc:"Methods a cross-origin request may use (default: GET, HEAD, POST)."`
+	AllowedHeaders   []string `yaml:"allowed_headers" doc:"Request headers a cross-origin request may send (default: Authorization, Content-Type)."`
+	ExposedHeaders   []string `yaml:"exposed_headers" doc:"Response headers the browser may show to the page."`
+	AllowCredentials bool     `yaml:"allow_credentials" doc:"Let the browser send cookies and credentials."`
+	MaxAge           Duration `yaml:"max_age" default:"10m" doc:"How long a browser may cache a preflight answer."`
 }
 
 // DLP configures response masking.

@@ -242,6 +242,24 @@ func (v *validator) services() {
 			v.rule(path+".allow", s.Allow)
 		}
 		v.rateLimit(path+".rate_limit", s.RateLimit)
+		if c := s.CORS; c != nil {
+			for j, o := range c.AllowedOrigins {
+				op := fmt.Sprintf("%s.cors.allowed_origins[%d]", path, j)
+				if o == "*" {
+					if c.AllowCredentials {
+						v.errorf(op, "* cannot be used with allow_credentials: list the origins")
+					}
+					continue
+				}
+				u, err := url.Parse(o)
+				if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || strings.Contains(o, "*") {
+					v.errorf(op, "bad origin %q: want scheme://host[:port], e.g. https://app.example.com", o)
+				}
+			}
+			if len(c.AllowedOrigins) == 0 {
+				v.errorf(path+".cors.allowed_origins", "no origins: remove cors instead")
+			}
+		}
 		if len(s.Routes) == 0 {
 			v.errorf(path+".routes", "no routes: the service could never be reached")
 		}
@@ -273,6 +291,19 @@ func (v *validator) services() {
 				v.rule(rp+".allow", r.Allow)
 			}
 			v.rateLimit(rp+".rate_limit", r.RateLimit)
+			if g := r.Guard; g != nil {
+				if g.MaxBodyBytes < 0 {
+					v.errorf(rp+".guard.max_body_bytes", "must not be negative")
+				}
+				if g.MaxJSONDepth < 1 || g.MaxJSONDepth > 1000 {
+					v.errorf(rp+".guard.max_json_depth", "must be between 1 and 1000")
+				}
+				for k, ct := range g.ContentTypes {
+					if !strings.Contains(ct, "/") || strings.ContainsAny(ct, " ;") {
+						v.errorf(fmt.Sprintf("%s.guard.content_types[%d]", rp, k), "bad media type %q: want type/subtype", ct)
+					}
+				}
+			}
 			for _, h := range routeHosts(s, r) {
 				spec := route.Spec{Host: h, Methods: r.Match.Methods, Path: r.Match.Path}
 				if _, err := route.Compile([]route.Spec{spec}); err != nil {

@@ -5,6 +5,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
@@ -12,7 +13,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"io"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,6 +24,7 @@ import (
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/geo"
+	"github.com/ztgate/ztgate/internal/guard"
 	"github.com/ztgate/ztgate/internal/identity"
 	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/policy"
@@ -45,6 +49,8 @@ type entry struct {
 	up      *upstream
 	policy  *policy.Policy
 	limits  []*limit // gateway, service, route
+	guard   *guard.Guard
+	cors    *corsPolicy
 }
 
 // Build compiles cfg into a Runtime. It does no network I/O. store holds
@@ -74,7 +80,15 @@ func Build(cfg *config.Config, an *authn.Authenticator, store limits.Store, logg
 				rt.Close()
 				return nil, err
 			}
-			e := &entry{service: s.Name, route: r.Name, up: up, policy: p}
+			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS)}
+			if r.Guard != nil {
+				gd, err := guard.Compile(r.Guard, filepath.Dir(cfg.File), s.MaxBodyBytes)
+				if err != nil {
+					rt.Close()
+					return nil, fmt.Errorf("service %s route %s: guard: %w", s.Name, r.Name, err)
+				}
+				e.guard = gd
+			}
 			for _, l := range []*limit{compileLimit("g", cfg.Limits.RateLimit), compileLimit("s:"+s.Name, s.RateLimit), compileLimit("r:"+s.Name+"/"+r.Name, r.RateLimit)} {
 				if l != nil {
 					e.limits = append(e.limits, l)
@@ -287,15 +301,37 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	}
 
 	var params route.Params
-	idx, ok := rt.table.Match(host, r.Method, path, &params)
+	matchMethod := r.Method
+	if acrm := r.Header.Get("Access-Control-Request-Method"); r.Method == http.MethodOptions && acrm != "" {
+		// A CORS preflight asks about the method it names.
+		matchMethod = acrm
+	}
+	idx, ok := rt.table.Match(host, matchMethod, path, &params)
+	if ok && matchMethod != r.Method && rt.entries[idx].cors == nil {
+		// Preflights are answered only for services with cors.
+		ok = false
+	}
 	if !ok {
 		return &httpError{Code: http.StatusNotFound, Reason: ReasonNoRoute, Public: "no route matches this request"}
 	}
 	e := rt.entries[idx]
 	ev.service, ev.route = e.service, e.route
 
-	if r.ContentLength > e.up.maxBody {
-		return &httpError{Code: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge, Public: fmt.Sprintf("request body larger than %d bytes", e.up.maxBody)}
+	maxBody := e.up.maxBody
+	if e.guard != nil {
+		maxBody = e.guard.MaxBody()
+	}
+	if r.ContentLength > maxBody {
+		return &httpError{Code: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge, Public: fmt.Sprintf("request body larger than %d bytes", maxBody)}
+	}
+	if e.cors != nil {
+		if done, he := e.cors.handle(w, r); he != nil || done {
+			ev.decision = "preflight"
+			if he != nil {
+				ev.decision = "deny"
+			}
+			return he
+		}
 	}
 
 	id, f := rt.authn.Authenticate(r)
@@ -339,6 +375,19 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	if he := g.checkLimits(w, r, rt.limits, e.limits, id, ip); he != nil {
 		return he
 	}
+	var body []byte // a body the guard has read and checked
+	if e.guard != nil {
+		if f := e.guard.CheckHead(r); f != nil {
+			return &httpError{Code: f.Status, Reason: f.Reason, Public: f.Public}
+		}
+		if e.guard.NeedsBody() && r.Body != nil && r.Body != http.NoBody {
+			b, f := e.guard.CheckBody(r.Body)
+			if f != nil {
+				return &httpError{Code: f.Status, Reason: f.Reason, Public: f.Public}
+			}
+			body = b
+		}
+	}
 	ev.decision = "allow"
 	if d.WouldDeny {
 		ev.decision = "would_deny"
@@ -352,8 +401,13 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		defer cancel()
 	}
 	out := r.WithContext(ctx)
-	if r.Body != nil && r.Body != http.NoBody {
-		out.Body = http.MaxBytesReader(w, r.Body, e.up.maxBody)
+	switch {
+	case body != nil:
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.ContentLength = int64(len(body))
+		out.Header.Del("Transfer-Encoding")
+	case r.Body != nil && r.Body != http.NoBody:
+		out.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	}
 	e.up.proxy.ServeHTTP(w, out)
 	return nil

@@ -28,6 +28,7 @@ type upstream struct {
 	overall   time.Duration
 	maxBody   int64
 	fwdAuthz  bool
+	modify    func(*http.Response) error
 }
 
 func newUpstream(s *config.Service, logger *slog.Logger) (*upstream, error) {
@@ -81,7 +82,20 @@ func newUpstream(s *config.Service, logger *slog.Logger) (*upstream, error) {
 		maxBody:   s.MaxBodyBytes,
 		fwdAuthz:  s.ForwardAuthorization,
 	}
+	if s.CORS != nil {
+		// The gateway answers for CORS; an upstream's own headers (perhaps
+		// reflecting any origin) would contradict it.
+		u.modify = func(resp *http.Response) error {
+			for k := range resp.Header {
+				if strings.HasPrefix(k, "Access-Control-") {
+					delete(resp.Header, k)
+				}
+			}
+			return nil
+		}
+	}
 	u.proxy = &httputil.ReverseProxy{
+		ModifyResponse: u.modify,
 		Rewrite:       u.rewrite,
 		Transport:     tr,
 		FlushInterval: -1, // stream: flush every write (server-sent events, gRPC-web)

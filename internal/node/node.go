@@ -28,6 +28,7 @@ import (
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/explain"
 	"github.com/ztgate/ztgate/internal/gateway"
+	"github.com/ztgate/ztgate/internal/guard"
 	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/secrets"
@@ -41,6 +42,9 @@ func LoadConfig(path string) (*config.Config, error) {
 		return nil, err
 	}
 	if err := policy.ValidateConfig(cfg); err != nil {
+		return nil, err
+	}
+	if err := guard.ValidateConfig(cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -231,6 +235,9 @@ func (n *Node) load() (*config.Config, [32]byte, error) {
 		return nil, sum, err
 	}
 	if err := policy.ValidateConfig(cfg); err != nil {
+		return nil, sum, err
+	}
+	if err := guard.ValidateConfig(cfg); err != nil {
 		return nil, sum, err
 	}
 	return cfg, sum, nil

@@ -153,7 +153,12 @@ func (s *syncBuffer) String() string {
 // until both listeners serve and the identity provider's keys are loaded.
 func startGateway(t *testing.T, cfg string) *gateway {
 	t.Helper()
-	dir := t.TempDir()
+	return startGatewayIn(t, t.TempDir(), cfg)
+}
+
+// startGatewayIn is startGateway with the configuration file in dir.
+func startGatewayIn(t *testing.T, dir, cfg string) *gateway {
+	t.Helper()
 	path := filepath.Join(dir, "ztgate.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
