@@ -96,11 +96,11 @@ func newUpstream(s *config.Service, logger *slog.Logger) (*upstream, error) {
 	}
 	u.proxy = &httputil.ReverseProxy{
 		ModifyResponse: u.modify,
-		Rewrite:       u.rewrite,
-		Transport:     tr,
-		FlushInterval: -1, // stream: flush every write (server-sent events, gRPC-web)
-		ErrorHandler:  u.errorHandler,
-		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Rewrite:        u.rewrite,
+		Transport:      tr,
+		FlushInterval:  -1, // stream: flush every write (server-sent events, gRPC-web)
+		ErrorHandler:   u.errorHandler,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return u, nil
 }
