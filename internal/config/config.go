@@ -151,6 +151,7 @@ type Service struct {
 	Allow                *Rule        `yaml:"allow" doc:"Default allow rule for the service's routes that have none (overrides policy.allow)."`
 	RateLimit            *RateLimit   `yaml:"rate_limit" doc:"A limit every request to the service counts against."`
 	CORS                 *CORS        `yaml:"cors" doc:"Cross-origin resource sharing for browsers; preflights are answered at the gateway."`
+	Quota                *Quota       `yaml:"quota" doc:"A volume quota every request to the service counts against."`
 	Inject               *Inject      `yaml:"inject" unsupported:"true" doc:"Credentials injected into upstream requests."`
 	Routes               []Route      `yaml:"routes" required:"true" doc:"Routes; a request matching none is denied (404 no_route)."`
 }
@@ -187,6 +188,7 @@ type Route struct {
 	Mode      string     `yaml:"mode" enum:"enforce,report_only" doc:"enforce (default) or report_only: a would-deny is let through and recorded."`
 	RateLimit *RateLimit `yaml:"rate_limit" doc:"A limit every request on the route counts against (in addition to service and gateway limits)."`
 	Guard     *Guard     `yaml:"guard" doc:"Checks on the request before it reaches the upstream; a failure is 400, 413 or 415 with the failed check as reason."`
+	Quota     *Quota     `yaml:"quota" doc:"A volume quota every request on the route counts against."`
 	DLP       *DLP       `yaml:"dlp" unsupported:"true" doc:"Response masking."`
 }
 
@@ -241,6 +243,15 @@ type RateLimit struct {
 	Per            Duration `yaml:"per" required:"true" doc:"The period, e.g. 1s, 1m, 1h."`
 	Burst          int      `yaml:"burst" doc:"Requests that may come at once (default: limit)."`
 	OnStoreFailure string   `yaml:"on_store_failure" enum:"local,allow,deny" default:"local" doc:"With state driver redis, when Redis cannot answer: local (per-node limits), allow, or deny (503)."`
+}
+
+// Quota is a volume of calls and response bytes per key and period (like
+// API Management's quota-by-key), renewed on the UTC calendar.
+type Quota struct {
+	Key    string `yaml:"key" default:"identity" doc:"What is counted, as for rate_limit.key."`
+	Calls  int64  `yaml:"calls" doc:"Calls allowed per period (0: not limited)."`
+	Bytes  int64  `yaml:"bytes" doc:"Response bytes allowed per period (0: not limited); the call that crosses it completes, later ones are refused."`
+	Period string `yaml:"period" enum:"day,month" default:"day" doc:"Renewal period."`
 }
 
 // Guard validates requests on a route.

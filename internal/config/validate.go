@@ -242,6 +242,7 @@ func (v *validator) services() {
 			v.rule(path+".allow", s.Allow)
 		}
 		v.rateLimit(path+".rate_limit", s.RateLimit)
+		v.quota(path+".quota", s.Quota)
 		if c := s.CORS; c != nil {
 			for j, o := range c.AllowedOrigins {
 				op := fmt.Sprintf("%s.cors.allowed_origins[%d]", path, j)
@@ -291,6 +292,7 @@ func (v *validator) services() {
 				v.rule(rp+".allow", r.Allow)
 			}
 			v.rateLimit(rp+".rate_limit", r.RateLimit)
+			v.quota(rp+".quota", r.Quota)
 			if g := r.Guard; g != nil {
 				if g.MaxBodyBytes < 0 {
 					v.errorf(rp+".guard.max_body_bytes", "must not be negative")
@@ -493,6 +495,16 @@ func routeHosts(s Service, r Route) []string {
 // RateLimitKeyParts are the parts a rate limit key may combine.
 var RateLimitKeyParts = []string{"identity", "app", "tenant", "ip"}
 
+func (v *validator) quota(path string, q *Quota) {
+	if q == nil {
+		return
+	}
+	if q.Calls <= 0 && q.Bytes <= 0 {
+		v.errorf(path, "set calls, bytes or both")
+	}
+	v.keyParts(path+".key", q.Key)
+}
+
 func (v *validator) rateLimit(path string, rl *RateLimit) {
 	if rl == nil {
 		return
@@ -508,15 +520,19 @@ func (v *validator) rateLimit(path string, rl *RateLimit) {
 	if rl.Burst < 0 {
 		v.errorf(path+".burst", "must not be negative")
 	}
-	for _, part := range strings.Split(rl.Key, "+") {
+	v.keyParts(path+".key", rl.Key)
+}
+
+func (v *validator) keyParts(path, key string) {
+	for _, part := range strings.Split(key, "+") {
 		switch {
 		case slices.Contains(RateLimitKeyParts, part):
 		case strings.HasPrefix(part, "header:") && len(part) > len("header:"):
 		case strings.HasPrefix(part, "claim:") && len(part) > len("claim:"):
 		case part == "api_key":
-			v.errorf(path+".key", "api_key is not supported by this version of ztgate yet (API keys are not)")
+			v.errorf(path, "api_key is not supported by this version of ztgate yet (API keys are not)")
 		default:
-			v.errorf(path+".key", "bad key part %q: want identity, app, tenant, ip, header:NAME or claim:NAME, joined with +", part)
+			v.errorf(path, "bad key part %q: want identity, app, tenant, ip, header:NAME or claim:NAME, joined with +", part)
 		}
 	}
 }

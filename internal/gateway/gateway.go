@@ -41,6 +41,7 @@ type Runtime struct {
 	upstreams []*upstream
 	geo       *geo.DB // nil without policy.geoip_database
 	limits    limits.Store
+	quotas    limits.QuotaStore
 }
 
 type entry struct {
@@ -49,14 +50,20 @@ type entry struct {
 	up      *upstream
 	policy  *policy.Policy
 	limits  []*limit // gateway, service, route
+	quotas  []*quota // service, route
 	guard   *guard.Guard
 	cors    *corsPolicy
 }
 
-// Build compiles cfg into a Runtime. It does no network I/O. store holds
-// rate limit state; it outlives runtimes so a reload keeps the counts.
-func Build(cfg *config.Config, an *authn.Authenticator, store limits.Store, logger *slog.Logger) (*Runtime, error) {
-	rt := &Runtime{cfg: cfg, authn: an, limits: store}
+// State is what outlives runtimes, so a reload keeps the counts.
+type State struct {
+	Limits limits.Store
+	Quotas limits.QuotaStore
+}
+
+// Build compiles cfg into a Runtime. It does no network I/O.
+func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slog.Logger) (*Runtime, error) {
+	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas}
 	if path := cfg.Policy.GeoIPDatabase; path != "" {
 		db, err := geo.Open(path)
 		if err != nil {
@@ -81,6 +88,11 @@ func Build(cfg *config.Config, an *authn.Authenticator, store limits.Store, logg
 				return nil, err
 			}
 			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS)}
+			for _, q := range []*quota{compileQuota("qs:"+s.Name, s.Quota), compileQuota("qr:"+s.Name+"/"+r.Name, r.Quota)} {
+				if q != nil {
+					e.quotas = append(e.quotas, q)
+				}
+			}
 			if r.Guard != nil {
 				gd, err := guard.Compile(r.Guard, filepath.Dir(cfg.File), s.MaxBodyBytes)
 				if err != nil {
@@ -375,6 +387,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	if he := g.checkLimits(w, r, rt.limits, e.limits, id, ip); he != nil {
 		return he
 	}
+	quotaKeys, he := g.checkQuotas(w, r, rt.quotas, e.quotas, id, ip)
+	if he != nil {
+		return he
+	}
 	var body []byte // a body the guard has read and checked
 	if e.guard != nil {
 		if f := e.guard.CheckHead(r); f != nil {
@@ -410,6 +426,15 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		out.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	}
 	e.up.proxy.ServeHTTP(w, out)
+	if rec, ok := w.(*recorder); ok {
+		for i, q := range e.quotas {
+			if q.q.Bytes > 0 && quotaKeys != nil {
+				if err := rt.quotas.AddBytes(context.WithoutCancel(r.Context()), quotaKeys[i], q.q, rec.bytes); err != nil {
+					g.logger.Warn("quota bytes not counted", "route", e.service+"/"+e.route, "error", err)
+				}
+			}
+		}
+	}
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 // Reasons of limit refusals.
 const (
+	ReasonQuotaExceeded        = "quota_exceeded"
 	ReasonRateLimited          = "rate_limited"
 	ReasonRateLimitUnavailable = "rate_limit_unavailable"
 )
@@ -111,4 +112,45 @@ func (g *Gateway) checkLimits(w http.ResponseWriter, r *http.Request, store limi
 	h.Set("RateLimit-Remaining", strconv.Itoa(tight.Remaining))
 	h.Set("RateLimit-Reset", ceilSeconds(tight.Reset))
 	return nil
+}
+
+// quota is one compiled quota of a service or route.
+type quota struct {
+	keyer *limit // reuses the key builder; its rate is unused
+	q     limits.Quota
+}
+
+func compileQuota(scope string, c *config.Quota) *quota {
+	if c == nil {
+		return nil
+	}
+	p := limits.Day
+	if c.Period == "month" {
+		p = limits.Month
+	}
+	return &quota{keyer: &limit{scope: scope, parts: strings.Split(c.Key, "+")}, q: limits.Quota{Calls: c.Calls, Bytes: c.Bytes, Period: p}}
+}
+
+// checkQuotas admits the request against each quota; the keys admitted are
+// returned so response bytes can be counted afterwards.
+func (g *Gateway) checkQuotas(w http.ResponseWriter, r *http.Request, store limits.QuotaStore, qs []*quota, id *identity.Identity, ip netip.Addr) ([]string, *httpError) {
+	if len(qs) == 0 || store == nil {
+		return nil, nil
+	}
+	keys := make([]string, len(qs))
+	for i, q := range qs {
+		keys[i] = q.keyer.key(id, ip, r.Header)
+		res, err := store.Admit(r.Context(), keys[i], q.q)
+		if err != nil {
+			// The counts are unreachable: fail closed, a quota is a contract.
+			return nil, &httpError{Code: http.StatusServiceUnavailable, Reason: ReasonRateLimitUnavailable, Public: "quotas cannot be checked right now", Err: err, Header: http.Header{"Retry-After": {"1"}}}
+		}
+		if !res.Allowed {
+			return nil, &httpError{Code: http.StatusTooManyRequests, Reason: ReasonQuotaExceeded, Public: "quota exceeded for this period", Header: http.Header{"Retry-After": {ceilSeconds(res.Reset)}}}
+		}
+		if res.Remaining >= 0 {
+			w.Header().Set("X-Quota-Remaining", strconv.FormatInt(res.Remaining, 10))
+		}
+	}
+	return keys, nil
 }

@@ -75,7 +75,7 @@ type Node struct {
 	lastReload *admin.ReloadResult
 	verifiers  map[string]*verifier // by provider fingerprint
 	certs      *certLoader
-	limits     limits.Store
+	state      gateway.State
 }
 
 type verifier struct {
@@ -102,7 +102,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := gateway.NewMetrics(n.reg)
 
-	n.limits, err = newLimitStore(cfg.State, n.reg, n.logger)
+	n.state, err = newState(cfg.State, n.reg, n.logger)
 	if err != nil {
 		return err
 	}
@@ -267,7 +267,7 @@ func (n *Node) build(ctx context.Context, cfg *config.Config) (*gateway.Runtime,
 	if maxToken == 0 {
 		maxToken = 16384
 	}
-	return gateway.Build(cfg, authn.NewAuthenticator(maxToken, vs...), n.limits, n.logger)
+	return gateway.Build(cfg, authn.NewAuthenticator(maxToken, vs...), n.state, n.logger)
 }
 
 // retireVerifiers stops the verifiers that cfg no longer uses.
@@ -428,16 +428,16 @@ func modTime(path string) time.Time {
 	return fi.ModTime()
 }
 
-// newLimitStore builds the rate limit state: per node, or in Redis with
-// per-node limits as the fallback.
-func newLimitStore(st config.State, reg prometheus.Registerer, logger *slog.Logger) (limits.Store, error) {
+// newState builds rate limit and quota state: per node, or in Redis (with
+// per-node limits as the rate limit fallback).
+func newState(st config.State, reg prometheus.Registerer, logger *slog.Logger) (gateway.State, error) {
 	local := limits.NewLocal(st.MaxKeys, nil)
 	if st.Driver != "redis" {
-		return local, nil
+		return gateway.State{Limits: local, Quotas: limits.NewLocalQuotas(st.MaxKeys, nil)}, nil
 	}
 	opts, err := redis.ParseURL(st.URL)
 	if err != nil {
-		return nil, fmt.Errorf("state.url: %w", err)
+		return gateway.State{}, fmt.Errorf("state.url: %w", err)
 	}
 	opts.DialTimeout = 2 * time.Second
 	opts.ReadTimeout = 250 * time.Millisecond
@@ -445,9 +445,10 @@ func newLimitStore(st config.State, reg prometheus.Registerer, logger *slog.Logg
 	opts.MaxRetries = -1 // a limit decision is never worth a retry storm
 	opts.DialerRetries = 1
 	opts.DialerRetryTimeout = 10 * time.Millisecond
-	r := limits.NewRedis(redis.NewClient(opts), "ztgate:rl:", local, logger)
+	client := redis.NewClient(opts)
+	r := limits.NewRedis(client, "ztgate:rl:", local, logger)
 	failures := prometheus.NewCounter(prometheus.CounterOpts{Name: "ztgate_ratelimit_store_failures_total", Help: "Rate limit decisions Redis could not answer (on_store_failure applied)."})
 	reg.MustRegister(failures)
 	r.OnFail = failures.Inc
-	return r, nil
+	return gateway.State{Limits: r, Quotas: limits.NewRedisQuotas(client, "ztgate:q:")}, nil
 }

@@ -215,3 +215,54 @@ func TestRateLimitStoreFailureModes(t *testing.T) {
 		t.Errorf("429 headers: %v", h2)
 	}
 }
+
+// TestQuotas: calls per day per key, kept in Redis across a gateway
+// restart and shared between nodes; in memory per node with driver local.
+func TestQuotas(t *testing.T) {
+	is, up := newIssuer(t), newUpstream(t)
+	rs := startRedis(t)
+	cfg := func(state string) string {
+		return fmt.Sprintf(`listen: { address: "127.0.0.1:0" }
+admin: { address: "127.0.0.1:0" }
+state: %s
+identity:
+  providers:
+    - { name: test, type: oidc, issuer: %q, audiences: [orders-api] }
+services:
+  - name: s
+    upstream: %q
+    routes:
+      - name: metered
+        match: { path: "/metered/**" }
+        allow: { authenticated: true }
+        quota: { key: identity, calls: 3, period: day }
+`, state, is.URL, up.URL)
+	}
+	alice, bob := is.token(t, "alice"), is.token(t, "bob")
+	g1 := startGateway(t, cfg(fmt.Sprintf("{ driver: redis, url: %q }", rs.url())))
+	for i := range 2 {
+		if s, b, h := do(t, "GET", g1.URL+"/metered/x", alice, nil); s != 200 || h.Get("X-Quota-Remaining") != fmt.Sprint(2-i) {
+			t.Fatalf("call %d: got %d %s remaining %q", i, s, b, h.Get("X-Quota-Remaining"))
+		}
+	}
+	// A second node sharing Redis sees the same count.
+	g2 := startGateway(t, cfg(fmt.Sprintf("{ driver: redis, url: %q }", rs.url())))
+	if s, _, _ := do(t, "GET", g2.URL+"/metered/x", alice, nil); s != 200 {
+		t.Fatalf("third call on node 2: got %d", s)
+	}
+	s, b, h := do(t, "GET", g2.URL+"/metered/x", alice, nil)
+	if s != 429 || decodeError(t, b).Reason != "quota_exceeded" || h.Get("Retry-After") == "" {
+		t.Fatalf("fourth call: got %d %s, want 429 quota_exceeded with Retry-After", s, b)
+	}
+	if s, _, _ := do(t, "GET", g1.URL+"/metered/x", bob, nil); s != 200 {
+		t.Fatalf("another identity: got %d, want its own quota", s)
+	}
+	// Local state: per node, independent.
+	g3 := startGateway(t, cfg("{ driver: local }"))
+	for range 3 {
+		do(t, "GET", g3.URL+"/metered/x", alice, nil)
+	}
+	if s, _, _ := do(t, "GET", g3.URL+"/metered/x", alice, nil); s != 429 {
+		t.Fatalf("local quota: got %d, want 429 after 3 calls", s)
+	}
+}
