@@ -1,0 +1,151 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Sink stores chained records durably.
+type Sink interface {
+	// Append writes records atomically: all or none.
+	Append(ctx context.Context, recs []Record) error
+	// Last returns the last sequence number and hash of node's chain.
+	Last(ctx context.Context, node string) (int64, string, error)
+}
+
+// ErrUnavailable is returned when an event could not be made durable; the
+// request it describes must then be refused.
+var ErrUnavailable = errors.New("audit store unavailable")
+
+type pending struct {
+	ev   Event
+	done chan error
+}
+
+// Pipeline turns events into chained records and writes them in batches
+// (group commit): each caller waits until its own event is durable, and one
+// transaction carries every event that arrived meanwhile.
+type Pipeline struct {
+	sink   Sink
+	chain  *Chain
+	node   string
+	logger *slog.Logger
+	queue  chan *pending
+	// OnFailure is called when a batch could not be written (metrics).
+	OnFailure func(n int)
+
+	mu   sync.Mutex // guards seq and prev, owned by the writer
+	seq  int64
+	prev string
+}
+
+// NewPipeline continues node's chain in sink.
+func NewPipeline(ctx context.Context, sink Sink, chain *Chain, node string, queue int, logger *slog.Logger) (*Pipeline, error) {
+	seq, prev, err := sink.Last(ctx, node)
+	if err != nil {
+		return nil, fmt.Errorf("audit: read the chain of node %s: %w", node, err)
+	}
+	return &Pipeline{sink: sink, chain: chain, node: node, logger: logger, queue: make(chan *pending, queue), seq: seq, prev: prev}, nil
+}
+
+// Node returns the node name the pipeline chains under.
+func (p *Pipeline) Node() string { return p.node }
+
+// Record makes ev durable and returns nil, or returns ErrUnavailable. It
+// waits at most wait for room in the queue and for the write.
+func (p *Pipeline) Record(ctx context.Context, ev Event, wait time.Duration) error {
+	ev.Node = p.node
+	pd := &pending{ev: ev, done: make(chan error, 1)}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case p.queue <- pd:
+	case <-t.C:
+		return fmt.Errorf("%w: queue full", ErrUnavailable)
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+	select {
+	case err := <-pd.done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("%w: write took longer than %v", ErrUnavailable, wait)
+	}
+}
+
+// Run writes batches until ctx ends, then drains what is queued.
+func (p *Pipeline) Run(ctx context.Context) {
+	batch := make([]*pending, 0, 256)
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case pd := <-p.queue:
+					p.write([]*pending{pd})
+				default:
+					return
+				}
+			}
+		case pd := <-p.queue:
+			batch = append(batch[:0], pd)
+		more:
+			for len(batch) < cap(batch) {
+				select {
+				case pd := <-p.queue:
+					batch = append(batch, pd)
+				default:
+					break more
+				}
+			}
+			p.write(batch)
+		}
+	}
+}
+
+func (p *Pipeline) write(batch []*pending) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	recs := make([]Record, 0, len(batch))
+	seq, prev := p.seq, p.prev
+	for _, pd := range batch {
+		body, err := Canonical(&pd.ev)
+		if err != nil {
+			pd.done <- fmt.Errorf("%w: %v", ErrUnavailable, err)
+			continue
+		}
+		seq++
+		h := p.chain.Link(p.node, seq, prev, body)
+		recs = append(recs, Record{Node: p.node, Seq: seq, Event: pd.ev, Body: body, PrevHash: prev, Hash: h})
+		prev = h
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := p.sink.Append(ctx, recs)
+	cancel()
+	if err != nil {
+		// The chain does not advance: the refused requests have no events,
+		// and the next batch links to the last durable record.
+		p.logger.Error("audit events not written; their requests are refused", "events", len(recs), "error", err)
+		if p.OnFailure != nil {
+			p.OnFailure(len(recs))
+		}
+		for _, pd := range batch {
+			select {
+			case pd.done <- fmt.Errorf("%w: %v", ErrUnavailable, err):
+			default:
+			}
+		}
+		return
+	}
+	p.seq, p.prev = seq, prev
+	for _, pd := range batch {
+		select {
+		case pd.done <- nil:
+		default:
+		}
+	}
+}
