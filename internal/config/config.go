@@ -14,10 +14,10 @@ type Config struct {
 	Listen   Listen    `yaml:"listen" doc:"The data plane listener: where clients connect."`
 	Admin    Admin     `yaml:"admin" doc:"The admin listener: health, readiness and metrics. Keep it on a private address."`
 	Identity Identity  `yaml:"identity" doc:"Who may call: identity providers whose tokens the gateway verifies."`
-	Store    *Store    `yaml:"store" unsupported:"true" doc:"Durable state (audit events, API keys)."`
+	Store    *Store    `yaml:"store" doc:"Durable state: audit events. Absent: decisions are only logged, not audited."`
 	State    State     `yaml:"state" doc:"State shared between gateway nodes (rate limits): local memory, or Redis for many nodes."`
 	Limits   Limits    `yaml:"limits" doc:"Gateway-wide rate limit, applied to every route in addition to service and route limits."`
-	Audit    *Audit    `yaml:"audit" unsupported:"true" doc:"Audit pipeline."`
+	Audit    Audit     `yaml:"audit" doc:"The audit pipeline (with a store)."`
 	Secrets  Secrets   `yaml:"secrets" doc:"Secret providers that ${secret:PROVIDER/NAME} references read from."`
 	Policy   Policy    `yaml:"policy" doc:"Gateway-wide policy defaults that services and routes inherit."`
 	Services []Service `yaml:"services" doc:"The protected services, each with one upstream and its routes."`
@@ -94,8 +94,8 @@ type APIKeys struct {
 
 // Store configures durable state.
 type Store struct {
-	Driver string `yaml:"driver" enum:"sqlite,postgres" doc:"sqlite (embedded) or postgres."`
-	DSN    string `yaml:"dsn" doc:"Data source name."`
+	Driver string `yaml:"driver" enum:"sqlite,postgres" default:"sqlite" doc:"sqlite (embedded) or postgres."`
+	DSN    string `yaml:"dsn" required:"true" doc:"sqlite: a file path (relative to this configuration file) or file: URI; postgres: a postgres:// URL."`
 }
 
 // State configures shared state between nodes.
@@ -112,7 +112,10 @@ type Limits struct {
 
 // Audit configures the audit pipeline.
 type Audit struct {
-	OnFailure string `yaml:"on_failure" enum:"deny,buffer" doc:"What happens when events cannot be made durable."`
+	OnFailure    string   `yaml:"on_failure" enum:"deny,buffer" default:"deny" doc:"When an event cannot be made durable: deny refuses the request (503 audit_unavailable)."`
+	Node         string   `yaml:"node" doc:"This gateway's name in the audit chain (default: the host name)."`
+	HMACKey      string   `yaml:"hmac_key" doc:"Key for a keyed hash chain (use a ${secret:...} reference); without it the chain is plain SHA-256."`
+	WriteTimeout Duration `yaml:"write_timeout" default:"2s" doc:"How long a request waits for its event to be durable before it is refused."`
 }
 
 // Secrets configures secret providers.

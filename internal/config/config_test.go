@@ -240,7 +240,7 @@ func TestSchemaCoversEverySupportedKey(t *testing.T) {
 			t.Errorf("reference lacks %s", k)
 		}
 	}
-	for _, k := range []string{"dlp", "`store", "api_keys"} {
+	for _, k := range []string{"dlp", "inject", "api_keys"} {
 		if strings.Contains(ref, k) {
 			t.Errorf("reference documents unsupported key %s", k)
 		}

@@ -71,6 +71,15 @@ func (c *Config) Validate() error {
 		v.rule("policy.allow", c.Policy.Allow)
 	}
 	v.rateLimit("limits.rate_limit", c.Limits.RateLimit)
+	if c.Store != nil && c.Store.Driver == "postgres" {
+		v.errorf("store.driver", "postgres is not supported by this version of ztgate yet; use sqlite")
+	}
+	if c.Audit.OnFailure == "buffer" {
+		v.errorf("audit.on_failure", "buffer is not supported by this version of ztgate yet; use deny")
+	}
+	if c.Audit.WriteTimeout.D() <= 0 || c.Audit.WriteTimeout.D() > 30*time.Second {
+		v.errorf("audit.write_timeout", "must be between 1ms and 30s")
+	}
 	switch c.State.Driver {
 	case "redis":
 		if u, err := url.Parse(c.State.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {

@@ -192,7 +192,9 @@ Policy tests, offline:
   go run ./cmd/ztgate policy test --config examples/demo/ztgate.yaml examples/demo/policy_test.yaml
 
 Where to see the decisions:
-  every request is logged below as a "request" line: decision, reason(s), identity, request_id
+  the audit trail (hash-chained, in SQLite): go run ./cmd/ztgate audit query --config %[5]s
+                                             go run ./cmd/ztgate audit verify --config %[5]s
+  every request is also logged below as a "request" line: decision, reason(s), identity, request_id
   counters by route, decision and status: curl -s %[2]s/metrics | grep ztgate_
   readiness and the config in force:      curl -s %[2]s/readyz
   check the config:                       go run ./cmd/ztgate check --config %[5]s

@@ -75,7 +75,6 @@ func (p *corsPolicy) handle(w http.ResponseWriter, r *http.Request) (done bool, 
 		h.Set("Access-Control-Allow-Methods", strings.Join(p.methods, ", "))
 		h.Set("Access-Control-Allow-Headers", strings.Join(p.headers, ", "))
 		h.Set("Access-Control-Max-Age", p.maxAge)
-		w.WriteHeader(http.StatusNoContent)
 		return true, nil
 	}
 	if p.allowed(origin) {

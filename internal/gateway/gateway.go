@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ztgate/ztgate/internal/audit"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/geo"
@@ -141,14 +142,17 @@ func (rt *Runtime) Config() *config.Config { return rt.cfg }
 
 // Gateway is the data plane handler.
 type Gateway struct {
-	rt      atomic.Pointer[Runtime]
-	logger  *slog.Logger
-	metrics *Metrics
+	rt        atomic.Pointer[Runtime]
+	logger    *slog.Logger
+	metrics   *Metrics
+	audit     *audit.Pipeline // nil: decisions are only logged
+	auditWait time.Duration
 }
 
-// New returns a gateway serving rt.
-func New(rt *Runtime, logger *slog.Logger, m *Metrics) *Gateway {
-	g := &Gateway{logger: logger, metrics: m}
+// New returns a gateway serving rt. With a pipeline, every request's audit
+// event is durable before its response starts, or the request is refused.
+func New(rt *Runtime, logger *slog.Logger, m *Metrics, p *audit.Pipeline, wait time.Duration) *Gateway {
+	g := &Gateway{logger: logger, metrics: m, audit: p, auditWait: wait}
 	g.rt.Store(rt)
 	return g
 }
@@ -166,6 +170,8 @@ type reqState struct {
 	path            string // normalised, escaped
 	err             *httpError
 	decision        policy.Decision
+	audited         bool
+	commit          func(status int, reason string) error // audit before answering
 }
 
 type stateKey struct{}
@@ -225,9 +231,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Header().Set(headerRequestID, st.requestID)
 	ev := event{start: start, method: r.Method}
 
+	st.commit = func(status int, reason string) error { return g.commit(r, st, &ev, status, reason) }
 	herr := g.serve(rec, r, rt, st, &ev, start)
 	if herr != nil {
-		writeError(rec, st.requestID, herr)
+		if ev.decision == "" {
+			ev.decision = "deny"
+		}
+		if err := st.commit(herr.Code, herr.Reason); err != nil {
+			herr = auditError(err)
+			ev.decision = "error"
+		}
+		if herr.Code == http.StatusNoContent { // an answered CORS preflight
+			rec.WriteHeader(http.StatusNoContent)
+		} else {
+			writeError(rec, st.requestID, herr)
+		}
 		ev.reason = herr.Reason
 		if ev.decision == "" {
 			ev.decision = "deny"
@@ -338,11 +356,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	}
 	if e.cors != nil {
 		if done, he := e.cors.handle(w, r); he != nil || done {
-			ev.decision = "preflight"
 			if he != nil {
-				ev.decision = "deny"
+				return he
 			}
-			return he
+			ev.decision = "preflight"
+			return &httpError{Code: http.StatusNoContent, Reason: "preflight"}
 		}
 	}
 

@@ -13,6 +13,7 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	denials  *prometheus.CounterVec
+	auditErr prometheus.Counter
 }
 
 // NewMetrics registers the data plane metrics with reg.
@@ -32,7 +33,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Refused requests by service, route and reason code.",
 		}, []string{"service", "route", "reason"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.denials)
+	m.auditErr = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ztgate_audit_failures_total",
+		Help: "Requests refused because their audit event could not be made durable.",
+	})
+	reg.MustRegister(m.requests, m.duration, m.denials, m.auditErr)
 	return m
 }
 
@@ -44,5 +49,11 @@ func (m *Metrics) observe(ev *event, d time.Duration) {
 	m.duration.WithLabelValues(ev.service, ev.route, ev.decision).Observe(d.Seconds())
 	if ev.decision == "deny" || ev.decision == "error" {
 		m.denials.WithLabelValues(ev.service, ev.route, ev.reason).Inc()
+	}
+}
+
+func (m *Metrics) auditFailure() {
+	if m != nil {
+		m.auditErr.Inc()
 	}
 }

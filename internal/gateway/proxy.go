@@ -28,7 +28,6 @@ type upstream struct {
 	overall   time.Duration
 	maxBody   int64
 	fwdAuthz  bool
-	modify    func(*http.Response) error
 }
 
 func newUpstream(s *config.Service, logger *slog.Logger) (*upstream, error) {
@@ -82,25 +81,26 @@ func newUpstream(s *config.Service, logger *slog.Logger) (*upstream, error) {
 		maxBody:   s.MaxBodyBytes,
 		fwdAuthz:  s.ForwardAuthorization,
 	}
-	if s.CORS != nil {
-		// The gateway answers for CORS; an upstream's own headers (perhaps
-		// reflecting any origin) would contradict it.
-		u.modify = func(resp *http.Response) error {
-			for k := range resp.Header {
-				if strings.HasPrefix(k, "Access-Control-") {
-					delete(resp.Header, k)
+	cors := s.CORS != nil
+	u.proxy = &httputil.ReverseProxy{
+		ModifyResponse: func(resp *http.Response) error {
+			if cors {
+				// The gateway answers for CORS; an upstream's own headers
+				// (perhaps reflecting any origin) would contradict it.
+				for k := range resp.Header {
+					if strings.HasPrefix(k, "Access-Control-") {
+						delete(resp.Header, k)
+					}
 				}
 			}
-			return nil
-		}
-	}
-	u.proxy = &httputil.ReverseProxy{
-		ModifyResponse: u.modify,
-		Rewrite:        u.rewrite,
-		Transport:      tr,
-		FlushInterval:  -1, // stream: flush every write (server-sent events, gRPC-web)
-		ErrorHandler:   u.errorHandler,
-		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+			// The response starts only once its audit event is durable.
+			return stateFrom(resp.Request.Context()).commitStatus(resp.StatusCode, "")
+		},
+		Rewrite:       u.rewrite,
+		Transport:     tr,
+		FlushInterval: -1, // stream: flush every write (server-sent events, gRPC-web)
+		ErrorHandler:  u.errorHandler,
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return u, nil
 }
@@ -148,6 +148,19 @@ func (u *upstream) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 	default:
 		he = &httpError{Code: http.StatusBadGateway, Reason: ReasonUpstreamUnavailable, Public: "the upstream is unavailable", Err: err}
 	}
+	if errors.Is(err, errAuditUnavailable) {
+		he = auditError(err)
+	} else if cerr := st.commitStatus(he.Code, he.Reason); cerr != nil {
+		he = auditError(cerr)
+	}
 	st.err = he
 	writeError(w, st.requestID, he)
+}
+
+// commitStatus audits the request with its final status.
+func (st *reqState) commitStatus(status int, reason string) error {
+	if st.commit == nil {
+		return nil
+	}
+	return st.commit(status, reason)
 }

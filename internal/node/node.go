@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ztgate/ztgate/internal/admin"
+	"github.com/ztgate/ztgate/internal/audit"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/explain"
@@ -32,6 +35,7 @@ import (
 	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/secrets"
+	"github.com/ztgate/ztgate/internal/store"
 )
 
 // LoadConfig reads and validates a configuration file, resolving references
@@ -112,7 +116,12 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	n.gw = gateway.New(rt, n.logger, metrics)
+	pipeline, closeStore, err := openAudit(runCtx, cfg, n.logger, n.reg)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	n.gw = gateway.New(rt, n.logger, metrics, pipeline, cfg.Audit.WriteTimeout.D())
 	n.cfg, n.fileSum, n.loadedAt = cfg, sum, time.Now()
 	n.retireVerifiers(cfg)
 
@@ -302,6 +311,9 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	if err == nil && cfg.State != n.cfg.State {
 		err = errors.New("state cannot change on reload; restart the gateway")
 	}
+	if err == nil && (fmt.Sprint(cfg.Store) != fmt.Sprint(n.cfg.Store) || cfg.Audit != n.cfg.Audit) {
+		err = errors.New("store and audit cannot change on reload; restart the gateway")
+	}
 	var rt *gateway.Runtime
 	if err == nil {
 		rt, err = n.build(ctx, cfg)
@@ -451,4 +463,53 @@ func newState(st config.State, reg prometheus.Registerer, logger *slog.Logger) (
 	reg.MustRegister(failures)
 	r.OnFail = failures.Inc
 	return gateway.State{Limits: r, Quotas: limits.NewRedisQuotas(client, "ztgate:q:")}, nil
+}
+
+// openAudit opens the store and starts the audit pipeline; without a store
+// there is no audit (nil pipeline). The returned func stops the pipeline,
+// writing what is queued, and closes the store.
+func openAudit(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*audit.Pipeline, func(), error) {
+	if cfg.Store == nil {
+		logger.Warn("no store configured: decisions are logged but not audited")
+		return nil, func() {}, nil
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	name := cfg.Audit.Node
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	var key []byte
+	if cfg.Audit.HMACKey != "" {
+		key = []byte(cfg.Audit.HMACKey)
+	}
+	p, err := audit.NewPipeline(ctx, st, audit.NewChain(key), name, 4096, logger)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	pctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(pctx); close(done) }()
+	logger.Info("audit to store", "driver", cfg.Store.Driver, "node", name, "keyed_chain", key != nil)
+	return p, func() { stop(); <-done; st.Close() }, nil
+}
+
+// OpenStore opens the configured store; a relative SQLite path is relative
+// to the configuration file.
+func OpenStore(ctx context.Context, cfg *config.Config) (*store.SQLite, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("no store configured")
+	}
+	dsn := cfg.Store.DSN
+	if !strings.HasPrefix(dsn, "file:") && !filepath.IsAbs(dsn) {
+		dsn = filepath.Join(filepath.Dir(cfg.File), dsn)
+	}
+	st, err := store.OpenSQLite(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return st, nil
 }
