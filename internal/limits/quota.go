@@ -19,8 +19,8 @@ const (
 	Month
 )
 
-// bounds returns the start and end of the period containing t.
-func (p Period) bounds(t time.Time) (time.Time, time.Time) {
+// Bounds returns the start and end of the period containing t.
+func (p Period) Bounds(t time.Time) (time.Time, time.Time) {
 	t = t.UTC()
 	if p == Month {
 		start := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
@@ -99,7 +99,7 @@ func (l *LocalQuotas) get(key string, start time.Time) *usage {
 // Admit counts one call.
 func (l *LocalQuotas) Admit(_ context.Context, key string, q Quota) (QuotaResult, error) {
 	now := l.now()
-	start, end := q.Period.bounds(now)
+	start, end := q.Period.Bounds(now)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	u := l.get(key, start)
@@ -120,7 +120,7 @@ func (l *LocalQuotas) Admit(_ context.Context, key string, q Quota) (QuotaResult
 
 // AddBytes counts response bytes.
 func (l *LocalQuotas) AddBytes(_ context.Context, key string, q Quota, n int64) error {
-	start, _ := q.Period.bounds(l.now())
+	start, _ := q.Period.Bounds(l.now())
 	l.mu.Lock()
 	l.get(key, start).byts += n
 	l.mu.Unlock()
@@ -158,7 +158,7 @@ return {1, calls}
 var ErrQuotaStore = errors.New("quota store unavailable")
 
 func (r *RedisQuotas) keys(key string, q Quota) (string, string, time.Time, time.Time) {
-	start, end := q.Period.bounds(r.now())
+	start, end := q.Period.Bounds(r.now())
 	base := r.prefix + strconv.FormatInt(start.Unix(), 10) + ":" + key
 	return base + ":c", base + ":b", start, end
 }

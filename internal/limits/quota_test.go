@@ -34,7 +34,7 @@ func TestLocalQuotas(t *testing.T) {
 		t.Fatal("bytes spent: call allowed")
 	}
 	now = time.Date(2026, 12, 31, 12, 0, 0, 0, time.UTC)
-	if _, end := Month.bounds(now); !end.Equal(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)) {
+	if _, end := Month.Bounds(now); !end.Equal(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Fatalf("month end: got %v", end)
 	}
 }

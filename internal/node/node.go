@@ -106,7 +106,14 @@ func Run(ctx context.Context, path string, opts Options) error {
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := gateway.NewMetrics(n.reg)
 
-	n.state, err = newState(cfg.State, n.reg, n.logger)
+	var st *store.SQLite
+	if cfg.Store != nil {
+		if st, err = OpenStore(context.Background(), cfg); err != nil {
+			return err
+		}
+		defer st.Close()
+	}
+	n.state, err = newState(cfg.State, st, n.reg, n.logger)
 	if err != nil {
 		return err
 	}
@@ -116,11 +123,11 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	pipeline, closeStore, err := openAudit(runCtx, cfg, n.logger, n.reg)
+	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer stopAudit()
 	n.gw = gateway.New(rt, n.logger, metrics, pipeline, cfg.Audit.WriteTimeout.D())
 	n.cfg, n.fileSum, n.loadedAt = cfg, sum, time.Now()
 	n.retireVerifiers(cfg)
@@ -442,10 +449,16 @@ func modTime(path string) time.Time {
 
 // newState builds rate limit and quota state: per node, or in Redis (with
 // per-node limits as the rate limit fallback).
-func newState(st config.State, reg prometheus.Registerer, logger *slog.Logger) (gateway.State, error) {
+// With driver local, quotas are kept in the store when there is one, so a
+// single node keeps them across restarts.
+func newState(st config.State, db *store.SQLite, reg prometheus.Registerer, logger *slog.Logger) (gateway.State, error) {
 	local := limits.NewLocal(st.MaxKeys, nil)
 	if st.Driver != "redis" {
-		return gateway.State{Limits: local, Quotas: limits.NewLocalQuotas(st.MaxKeys, nil)}, nil
+		var quotas limits.QuotaStore = limits.NewLocalQuotas(st.MaxKeys, nil)
+		if db != nil {
+			quotas = db.Quotas()
+		}
+		return gateway.State{Limits: local, Quotas: quotas}, nil
 	}
 	opts, err := redis.ParseURL(st.URL)
 	if err != nil {
@@ -465,17 +478,13 @@ func newState(st config.State, reg prometheus.Registerer, logger *slog.Logger) (
 	return gateway.State{Limits: r, Quotas: limits.NewRedisQuotas(client, "ztgate:q:")}, nil
 }
 
-// openAudit opens the store and starts the audit pipeline; without a store
-// there is no audit (nil pipeline). The returned func stops the pipeline,
-// writing what is queued, and closes the store.
-func openAudit(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*audit.Pipeline, func(), error) {
-	if cfg.Store == nil {
+// startAudit starts the audit pipeline into st; without a store there is
+// no audit (nil pipeline). The returned func stops the pipeline after
+// writing what is queued.
+func startAudit(ctx context.Context, cfg *config.Config, st *store.SQLite, logger *slog.Logger) (*audit.Pipeline, func(), error) {
+	if st == nil {
 		logger.Warn("no store configured: decisions are logged but not audited")
 		return nil, func() {}, nil
-	}
-	st, err := OpenStore(ctx, cfg)
-	if err != nil {
-		return nil, nil, err
 	}
 	name := cfg.Audit.Node
 	if name == "" {
@@ -487,14 +496,13 @@ func openAudit(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg
 	}
 	p, err := audit.NewPipeline(ctx, st, audit.NewChain(key), name, 4096, logger)
 	if err != nil {
-		st.Close()
 		return nil, nil, err
 	}
 	pctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(pctx); close(done) }()
 	logger.Info("audit to store", "driver", cfg.Store.Driver, "node", name, "keyed_chain", key != nil)
-	return p, func() { stop(); <-done; st.Close() }, nil
+	return p, func() { stop(); <-done }, nil
 }
 
 // OpenStore opens the configured store; a relative SQLite path is relative

@@ -43,6 +43,13 @@ var migrations = []string{
 	);
 	CREATE INDEX audit_events_time ON audit_events (time_ns);
 	CREATE INDEX audit_events_decision ON audit_events (decision, time_ns);`,
+	`CREATE TABLE quotas (
+		key    TEXT    NOT NULL,
+		period INTEGER NOT NULL, -- unix seconds of the period's start
+		calls  INTEGER NOT NULL DEFAULT 0,
+		bytes  INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (key, period)
+	);`,
 }
 
 // OpenSQLite opens (creating if needed) the database at dsn, a path or a

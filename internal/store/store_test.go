@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ztgate/ztgate/internal/audit"
+	"github.com/ztgate/ztgate/internal/limits"
 )
 
 func fill(t *testing.T, s *SQLite, n int) {
@@ -138,5 +139,34 @@ func TestQuery(t *testing.T) {
 	recs, _, _ = s.Query(ctx, Filter{Route: "s/r", Since: time.Unix(1020, 0)})
 	if len(recs) != 5 {
 		t.Fatalf("since filter: got %d, want 5", len(recs))
+	}
+}
+
+func TestQuotasPersist(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "q.db")
+	q := limits.Quota{Calls: 2, Bytes: 100, Period: limits.Day}
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Quotas().Admit(ctx, "k", q); err != nil || !res.Allowed || res.Remaining != 1 {
+		t.Fatalf("first call: %+v %v", res, err)
+	}
+	s.Close()
+	s, err = OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if res, _ := s.Quotas().Admit(ctx, "k", q); !res.Allowed || res.Remaining != 0 {
+		t.Fatalf("second call after a restart: %+v", res)
+	}
+	if res, _ := s.Quotas().Admit(ctx, "k", q); res.Allowed {
+		t.Fatalf("third call: %+v, want refused", res)
+	}
+	s.Quotas().AddBytes(ctx, "b", q, 150)
+	if res, _ := s.Quotas().Admit(ctx, "b", q); res.Allowed {
+		t.Fatal("bytes spent: call allowed")
 	}
 }

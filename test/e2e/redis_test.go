@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -264,5 +265,39 @@ services:
 	}
 	if s, _, _ := do(t, "GET", g3.URL+"/metered/x", alice, nil); s != 429 {
 		t.Fatalf("local quota: got %d, want 429 after 3 calls", s)
+	}
+}
+
+// TestQuotaKeptInStore: a single node with driver local keeps its quota
+// counts in the store across a restart.
+func TestQuotaKeptInStore(t *testing.T) {
+	is, up := newIssuer(t), newUpstream(t)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`listen: { address: "127.0.0.1:0" }
+admin: { address: "127.0.0.1:0" }
+store: { driver: sqlite, dsn: state.db }
+identity:
+  providers:
+    - { name: test, type: oidc, issuer: %q, audiences: [orders-api] }
+services:
+  - name: s
+    upstream: %q
+    routes:
+      - { name: metered, match: { path: "/metered/**" }, allow: { authenticated: true }, quota: { calls: 2, period: month } }
+`, is.URL, up.URL)
+	tok := is.token(t, "alice")
+	g := startGatewayIn(t, dir, cfg)
+	if s, _, _ := do(t, "GET", g.URL+"/metered/x", tok, nil); s != 200 {
+		t.Fatalf("first call: %d", s)
+	}
+	g.signal(syscall.SIGTERM)
+	<-g.done
+	g.done <- nil
+	g = startGatewayIn(t, dir, cfg)
+	if s, _, _ := do(t, "GET", g.URL+"/metered/x", tok, nil); s != 200 {
+		t.Fatalf("second call after a restart: %d", s)
+	}
+	if s, b, _ := do(t, "GET", g.URL+"/metered/x", tok, nil); s != 429 || decodeError(t, b).Reason != "quota_exceeded" {
+		t.Fatalf("third call: got %d %s, want the quota kept across the restart", s, b)
 	}
 }
