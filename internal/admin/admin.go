@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"mime"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ztgate/ztgate/internal/alert"
 	"github.com/ztgate/ztgate/internal/explain"
 )
 
@@ -50,8 +52,11 @@ type ExplainFunc func(ctx context.Context, req explain.Request) (*explain.Result
 // maxBodyBytes bounds an admin API request body.
 const maxBodyBytes = 64 << 10
 
+// AlertsFunc lists alerts raised since a time.
+type AlertsFunc func(ctx context.Context, since time.Time) ([]alert.Alert, error)
+
 // Handler returns the admin API.
-func Handler(gatherer prometheus.Gatherer, status StatusFunc, explainer ExplainFunc) http.Handler {
+func Handler(gatherer prometheus.Gatherer, status StatusFunc, explainer ExplainFunc, alerts AlertsFunc) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -85,6 +90,27 @@ func Handler(gatherer prometheus.Gatherer, status StatusFunc, explainer ExplainF
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
+	})
+	// GET /v1/alerts?since=24h
+	mux.HandleFunc("GET /v1/alerts", func(w http.ResponseWriter, r *http.Request) {
+		since := 24 * time.Hour
+		if v := r.URL.Query().Get("since"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				writeJSON(w, http.StatusBadRequest, apiError{Error: "bad since: want a duration such as 24h", Reason: "bad_request"})
+				return
+			}
+			since = d
+		}
+		as, err := alerts(r.Context(), time.Now().Add(-since))
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error(), Reason: "alerts_unavailable"})
+			return
+		}
+		if as == nil {
+			as = []alert.Alert{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"alerts": as})
 	})
 	return mux
 }

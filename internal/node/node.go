@@ -26,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ztgate/ztgate/internal/admin"
+	"github.com/ztgate/ztgate/internal/alert"
 	"github.com/ztgate/ztgate/internal/audit"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
@@ -80,6 +81,8 @@ type Node struct {
 	verifiers  map[string]*verifier // by provider fingerprint
 	certs      *certLoader
 	state      gateway.State
+	alerts     *alert.Raiser
+	store      *store.SQLite
 }
 
 type verifier struct {
@@ -112,8 +115,18 @@ func Run(ctx context.Context, path string, opts Options) error {
 			return err
 		}
 		defer st.Close()
+		n.store = st
 	}
-	n.state, err = newState(cfg.State, st, n.reg, n.logger)
+	nodeName := cfg.Audit.Node
+	if nodeName == "" {
+		nodeName, _ = os.Hostname()
+	}
+	var alertStore alert.Store
+	if st != nil {
+		alertStore = st
+	}
+	n.alerts = alert.NewRaiser(alertStore, nodeName, n.logger, n.reg)
+	n.state, err = newState(cfg.State, st, n.reg, n.logger, n.alerts)
 	if err != nil {
 		return err
 	}
@@ -126,6 +139,11 @@ func Run(ctx context.Context, path string, opts Options) error {
 	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger)
 	if err != nil {
 		return err
+	}
+	if pipeline != nil {
+		pipeline.OnFailure = func(events int) {
+			n.alerts.Raise("high", "audit_unavailable", fmt.Sprintf("audit events cannot be written; %d requests refused", events))
+		}
 	}
 	defer stopAudit()
 	n.gw = gateway.New(rt, n.logger, metrics, pipeline, cfg.Audit.WriteTimeout.D())
@@ -168,7 +186,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 		},
 	}
 	adm := &http.Server{
-		Handler:           admin.Handler(n.reg, n.status, n.explain),
+		Handler:           admin.Handler(n.reg, n.status, n.explain, n.listAlerts),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          errLog,
 	}
@@ -347,6 +365,13 @@ func (n *Node) explain(ctx context.Context, req explain.Request) (*explain.Resul
 	return explain.Explain(ctx, rt.Config(), req, explain.Options{Authenticator: rt.Authenticator()})
 }
 
+func (n *Node) listAlerts(ctx context.Context, since time.Time) ([]alert.Alert, error) {
+	if n.store == nil {
+		return nil, errors.New("no store configured: alerts are only logged")
+	}
+	return n.store.Alerts(ctx, since, 1000)
+}
+
 func (n *Node) status() admin.Readiness {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -451,7 +476,7 @@ func modTime(path string) time.Time {
 // per-node limits as the rate limit fallback).
 // With driver local, quotas are kept in the store when there is one, so a
 // single node keeps them across restarts.
-func newState(st config.State, db *store.SQLite, reg prometheus.Registerer, logger *slog.Logger) (gateway.State, error) {
+func newState(st config.State, db *store.SQLite, reg prometheus.Registerer, logger *slog.Logger, alerts *alert.Raiser) (gateway.State, error) {
 	local := limits.NewLocal(st.MaxKeys, nil)
 	if st.Driver != "redis" {
 		var quotas limits.QuotaStore = limits.NewLocalQuotas(st.MaxKeys, nil)
@@ -474,7 +499,10 @@ func newState(st config.State, db *store.SQLite, reg prometheus.Registerer, logg
 	r := limits.NewRedis(client, "ztgate:rl:", local, logger)
 	failures := prometheus.NewCounter(prometheus.CounterOpts{Name: "ztgate_ratelimit_store_failures_total", Help: "Rate limit decisions Redis could not answer (on_store_failure applied)."})
 	reg.MustRegister(failures)
-	r.OnFail = failures.Inc
+	r.OnFail = func() {
+		failures.Inc()
+		alerts.Raise("high", "rate_limit_store_unavailable", "Redis cannot answer rate limit decisions; on_store_failure applies")
+	}
 	return gateway.State{Limits: r, Quotas: limits.NewRedisQuotas(client, "ztgate:q:")}, nil
 }
 

@@ -50,6 +50,17 @@ var migrations = []string{
 		bytes  INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (key, period)
 	);`,
+	`CREATE TABLE alerts (
+		id       INTEGER PRIMARY KEY AUTOINCREMENT,
+		time_ns  INTEGER NOT NULL,
+		severity TEXT    NOT NULL,
+		rule     TEXT    NOT NULL,
+		summary  TEXT    NOT NULL,
+		identity TEXT    NOT NULL,
+		evidence TEXT    NOT NULL, -- JSON list of audit request ids
+		node     TEXT    NOT NULL
+	);
+	CREATE INDEX alerts_time ON alerts (time_ns);`,
 }
 
 // OpenSQLite opens (creating if needed) the database at dsn, a path or a

@@ -189,7 +189,8 @@ func TestRateLimitStoreFailureModes(t *testing.T) {
 	is, up := newIssuer(t), newUpstream(t)
 	rs := startRedis(t)
 	tok := is.token(t, "alice")
-	deny := startGateway(t, limitConfig(is, up, rs.url(), "deny", 1000, 0))
+	denyCfg := strings.Replace(limitConfig(is, up, rs.url(), "deny", 1000, 0), "state:", "store: { driver: sqlite, dsn: state.db }\nstate:", 1)
+	deny := startGateway(t, denyCfg)
 	allow := startGateway(t, limitConfig(is, up, rs.url(), "allow", 1, 1))
 	rs.stop()
 	status, body, _ := do(t, "GET", deny.URL+"/limited/x", tok, nil)
@@ -200,6 +201,19 @@ func TestRateLimitStoreFailureModes(t *testing.T) {
 		if status, body, _ := do(t, "GET", allow.URL+"/limited/x", tok, nil); status != 200 {
 			t.Fatalf("allow mode: got %d %s, want 200 while redis is down", status, body)
 		}
+	}
+	// The outage raised an alert: logged, counted and stored.
+	waitFor(t, "alert stored", func() bool {
+		out, err := runBinary("alerts", "--config", deny.cfgPath)
+		return err == nil && strings.Contains(out, "rate_limit_store_unavailable")
+	})
+	_, m, _ := do(t, "GET", deny.Admin+"/metrics", "", nil)
+	if !strings.Contains(string(m), `ztgate_alerts_total{rule="rate_limit_store_unavailable",severity="high"} 1`) {
+		t.Error("alert not counted (or not throttled to one)")
+	}
+	_, a, _ := do(t, "GET", deny.Admin+"/v1/alerts?since=1h", "", nil)
+	if !strings.Contains(string(a), "rate_limit_store_unavailable") {
+		t.Errorf("admin API alerts: %s", a)
 	}
 	rs.start()
 	waitFor(t, "deny mode recovers", func() bool {
