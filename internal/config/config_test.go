@@ -292,3 +292,36 @@ func TestReadmeReference(t *testing.T) {
 	}
 	t.Errorf("README configuration reference is stale (-want +got); run go test ./internal/config -update:\n%s", cmp.Diff(want, got))
 }
+
+// TestSecurityDefaults keeps SECURITY.md's table of hardening defaults equal
+// to the defaults in the code.
+func TestSecurityDefaults(t *testing.T) {
+	data, err := os.ReadFile("../../SECURITY.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := Reference()
+	rows := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		key, def := strings.TrimSpace(cells[1]), strings.TrimSpace(cells[2])
+		rows++
+		want := "| " + key + " | "
+		i := strings.Index(ref, want)
+		if i < 0 {
+			t.Errorf("SECURITY.md names %s, which the configuration does not have", key)
+			continue
+		}
+		refLine := strings.ReplaceAll(ref[i:strings.Index(ref[i:], "\n")+i], `\|`, "/")
+		refCells := strings.Split(refLine, "|")
+		if got := strings.TrimSpace(refCells[3]); got != def {
+			t.Errorf("SECURITY.md says %s defaults to %s; the code says %s", key, def, got)
+		}
+	}
+	if rows < 10 {
+		t.Fatalf("found %d default rows in SECURITY.md, want the table", rows)
+	}
+}
