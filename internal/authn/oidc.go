@@ -39,6 +39,9 @@ type OIDCConfig struct {
 	Client     *http.Client  // nil: a client with a 10 s timeout
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// CacheSize bounds the verified-token cache; 0 means DefaultCacheSize,
+	// negative disables it.
+	CacheSize int
 }
 
 // OIDC verifies tokens of one OpenID Connect issuer, with its keys read
@@ -55,6 +58,8 @@ type OIDC struct {
 	lastErr     error
 	lastRefresh time.Time // last refresh attempt (any cause)
 	refreshing  chan struct{}
+
+	cache *tokenCache // nil: disabled
 }
 
 var _ Verifier = (*OIDC)(nil)
@@ -70,7 +75,14 @@ func NewOIDC(cfg OIDCConfig) *OIDC {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &OIDC{cfg: cfg, checks: claimsCheck{issuer: cfg.Issuer, audiences: cfg.Audiences, skew: cfg.ClockSkew}}
+	o := &OIDC{cfg: cfg, checks: claimsCheck{issuer: cfg.Issuer, audiences: cfg.Audiences, skew: cfg.ClockSkew}}
+	switch {
+	case cfg.CacheSize == 0:
+		o.cache = newTokenCache(DefaultCacheSize)
+	case cfg.CacheSize > 0:
+		o.cache = newTokenCache(cfg.CacheSize)
+	}
+	return o
 }
 
 // Issuer returns the issuer this verifier accepts.
@@ -135,6 +147,9 @@ func (o *OIDC) refresh(ctx context.Context) error {
 	if err == nil {
 		o.keys = set
 		o.loadedAt = o.cfg.Now()
+		if o.cache != nil {
+			o.cache.dropKeys(func(kid string) bool { _, ok := findKey(set.set, kid); return ok })
+		}
 	}
 	return err
 }
@@ -284,52 +299,72 @@ func findKey(set jwk.Set, kid string) (jwk.Key, bool) {
 	return nil, false
 }
 
-// Verify checks the token's header, signature and claims.
+// Verify checks the token's header, signature and claims. A token verified
+// before, still unexpired and signed by a key still published, is answered
+// from the cache.
 func (o *OIDC) Verify(ctx context.Context, token string) (*identity.Identity, *Failure) {
+	if o.cache == nil {
+		id, _, f := o.verify(ctx, token)
+		return id, f
+	}
+	now := o.cfg.Now()
+	k := tokenKey(token)
+	if id, ok := o.cache.get(k, now); ok {
+		return id, nil
+	}
+	id, kid, f := o.verify(ctx, token)
+	if f == nil {
+		o.cache.put(k, cacheEntry{id: id, exp: id.ExpiresAt.Add(o.cfg.ClockSkew), kid: kid}, now)
+	}
+	return id, f
+}
+
+// verify checks a token fully and returns the identity and signing key id.
+func (o *OIDC) verify(ctx context.Context, token string) (*identity.Identity, string, *Failure) {
 	hp, _, _, err := splitToken(token)
 	if err != nil {
-		return nil, fail(ReasonMalformedToken, "the token is not a well-formed JWT", err)
+		return nil, "", fail(ReasonMalformedToken, "the token is not a well-formed JWT", err)
 	}
 	hraw, err := decodePart(hp)
 	if err != nil {
-		return nil, fail(ReasonMalformedToken, "the token header is not base64url", err)
+		return nil, "", fail(ReasonMalformedToken, "the token header is not base64url", err)
 	}
 	hm, err := decodeJSONObject(hraw)
 	if err != nil {
-		return nil, fail(ReasonMalformedToken, "the token header is not a JSON object", err)
+		return nil, "", fail(ReasonMalformedToken, "the token header is not a JSON object", err)
 	}
 	for _, k := range forbiddenHeaders {
 		if _, ok := hm[k]; ok {
-			return nil, fail(ReasonForbiddenHeader, fmt.Sprintf("the token header member %q is refused", k), nil)
+			return nil, "", fail(ReasonForbiddenHeader, fmt.Sprintf("the token header member %q is refused", k), nil)
 		}
 	}
 	var h header
 	_ = json.Unmarshal(hraw, &h)
 	if h.Alg == "" || strings.EqualFold(h.Alg, "none") || !slices.Contains(o.cfg.Algorithms, h.Alg) {
-		return nil, fail(ReasonAlgNotAllowed, "the token's signature algorithm is not allowed", fmt.Errorf("alg %q", h.Alg))
+		return nil, "", fail(ReasonAlgNotAllowed, "the token's signature algorithm is not allowed", fmt.Errorf("alg %q", h.Alg))
 	}
 	if t := strings.ToLower(h.Typ); t != "" && t != "jwt" && t != "at+jwt" && t != "application/at+jwt" {
-		return nil, fail(ReasonWrongType, "the token type is not a JWT access token", fmt.Errorf("typ %q", h.Typ))
+		return nil, "", fail(ReasonWrongType, "the token type is not a JWT access token", fmt.Errorf("typ %q", h.Typ))
 	}
 	key, f := o.lookup(ctx, h.Kid)
 	if f != nil {
-		return nil, f
+		return nil, "", f
 	}
 	raw, f := checkKey(h.Alg, key)
 	if f != nil {
-		return nil, f
+		return nil, "", f
 	}
 	payload, err := verifySignature(token, h.Alg, raw)
 	if err != nil {
-		return nil, fail(ReasonBadSignature, "the token's signature does not verify", err)
+		return nil, "", fail(ReasonBadSignature, "the token's signature does not verify", err)
 	}
 	claims, err := decodeJSONObject(payload)
 	if err != nil {
-		return nil, fail(ReasonMalformedToken, "the token payload is not a JSON object", err)
+		return nil, "", fail(ReasonMalformedToken, "the token payload is not a JSON object", err)
 	}
 	exp, f := o.checks.check(claims, o.cfg.Now())
 	if f != nil {
-		return nil, f
+		return nil, "", f
 	}
-	return identityFromClaims(o.cfg.Name, claims, exp), nil
+	return identityFromClaims(o.cfg.Name, claims, exp), h.Kid, nil
 }
