@@ -119,6 +119,12 @@ func (c *Chain) Verify(recs []Record) *Problem {
 		if err := json.Unmarshal(r.Body, &e); err != nil {
 			return &Problem{r.Node, r.Seq, "altered: the body is not an event"}
 		}
+		// The searchable columns must say what the hashed body says, or a
+		// query could be steered around an event without touching its hash.
+		if c := r.Event; c.RequestID != "" && (c.RequestID != e.RequestID || c.Decision != e.Decision || c.Service != e.Service ||
+			c.Route != e.Route || c.Identity != e.Identity || c.Status != e.Status || !c.Time.Equal(e.Time)) {
+			return &Problem{r.Node, r.Seq, "altered: the indexed columns disagree with the event"}
+		}
 		prev = r.Hash
 		want++
 	}

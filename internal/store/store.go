@@ -223,8 +223,30 @@ func (s *SQLite) Query(ctx context.Context, f Filter) ([]audit.Record, string, e
 }
 
 // Chain returns every record of node in sequence order, for verification.
+// Each record's Event holds the indexed columns as stored, so a check can
+// compare them with the hashed body.
 func (s *SQLite) Chain(ctx context.Context, node string) ([]audit.Record, error) {
-	return s.scan(ctx, `SELECT node, seq, body, prev_hash, hash FROM audit_events WHERE node = ? ORDER BY seq`, node)
+	rows, err := s.db.QueryContext(ctx, `SELECT node, seq, body, prev_hash, hash, time_ns, request_id, decision, service, route, identity, status
+		FROM audit_events WHERE node = ? ORDER BY seq`, node)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []audit.Record
+	for rows.Next() {
+		var r audit.Record
+		var body string
+		var ns int64
+		e := &r.Event
+		if err := rows.Scan(&r.Node, &r.Seq, &body, &r.PrevHash, &r.Hash, &ns, &e.RequestID, &e.Decision, &e.Service, &e.Route, &e.Identity, &e.Status); err != nil {
+			return nil, err
+		}
+		r.Body = []byte(body)
+		e.Time = time.Unix(0, ns).UTC()
+		e.Node = r.Node
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // Nodes lists the nodes with events.

@@ -44,6 +44,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"edited row", `UPDATE audit_events SET body = replace(body, '"decision":"deny"', '"decision":"allow"') WHERE seq = 4`, "altered or moved", 4},
 		{"deleted row", `DELETE FROM audit_events WHERE seq = 3`, "deleted", 3},
 		{"deleted last rows is not detectable by the chain alone but the head moves", `DELETE FROM audit_events WHERE seq = 6`, "", 0},
+		{"edited index column only", `UPDATE audit_events SET decision = 'allow' WHERE seq = 2`, "altered: the indexed columns", 2},
 		{"swapped pair", `UPDATE audit_events SET seq = -2 WHERE seq = 2; UPDATE audit_events SET seq = 2 WHERE seq = 5; UPDATE audit_events SET seq = 5 WHERE seq = -2`, "altered or moved", 2},
 		{"re-hashed without the key", `UPDATE audit_events SET body = replace(body, '"status":200', '"status":201'), hash = 'x' WHERE seq = 1`, "altered or moved", 1},
 	}
