@@ -9,17 +9,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ztgate/ztgate/test/harness"
 )
 
 // TestDemo runs "ztgate demo" as the README says and tries the calls it
 // prints: allowed, denied for a missing role, no token, disguised path.
 func TestDemo(t *testing.T) {
-	cmd := exec.Command(binary, "demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--dir", t.TempDir())
+	cmd := exec.Command(harness.Binary, "demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--dir", t.TempDir())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &harness.SyncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

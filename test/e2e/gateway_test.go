@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -15,7 +13,7 @@ import (
 func TestRoutingAndIdentity(t *testing.T) {
 	is, up := newIssuer(t), newUpstream(t)
 	g := startGateway(t, baseConfig(is, up))
-	reader := is.token(t, "alice", "Orders.Read")
+	reader := is.TokenFor(t, "alice", "Orders.Read")
 
 	tests := []struct {
 		name     string
@@ -37,7 +35,7 @@ func TestRoutingAndIdentity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			status, body, hdr := do(t, tt.method, g.URL+tt.path, tt.token, nil)
 			if status != tt.status {
 				t.Fatalf("got status %d (%s), want %d", status, body, tt.status)
@@ -57,7 +55,7 @@ func TestRoutingAndIdentity(t *testing.T) {
 			if status == 401 && !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Bearer") {
 				t.Errorf("401 without a Bearer challenge: %q", hdr.Get("WWW-Authenticate"))
 			}
-			if got := len(up.requests()); (got > 0) != tt.upstream {
+			if got := len(up.Requests()); (got > 0) != tt.upstream {
 				t.Errorf("upstream saw %d requests, want any=%v", got, tt.upstream)
 			}
 		})
@@ -80,35 +78,13 @@ func TestRoutingAndIdentity(t *testing.T) {
 	}
 }
 
-// rawRequest sends bytes as they are and returns the status line's code.
-func rawRequest(t *testing.T, addr, req string) (int, string) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("read response: %v", err)
-	}
-	defer resp.Body.Close()
-	buf := make([]byte, 4096)
-	n, _ := resp.Body.Read(buf)
-	return resp.StatusCode, string(buf[:n])
-}
-
 // TestPathConfusionCannotReachOtherRoutes sends paths that a lax proxy would
 // route as /public/** but an upstream would resolve to /admin/...: each must
 // be refused, or matched exactly as the upstream will see it.
 func TestPathConfusionCannotReachOtherRoutes(t *testing.T) {
 	is, up := newIssuer(t), newUpstream(t)
 	g := startGateway(t, baseConfig(is, up))
-	token := is.token(t, "mallory") // authenticated, no roles: /public only
+	token := is.TokenFor(t, "mallory") // authenticated, no roles: /public only
 
 	attacks := []struct {
 		name string
@@ -142,9 +118,9 @@ func TestPathConfusionCannotReachOtherRoutes(t *testing.T) {
 	let := 0
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			status, body := rawRequest(t, g.Addr, "GET "+a.path+" HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "+token+"\r\nConnection: close\r\n\r\n")
-			for _, r := range up.requests() {
+			for _, r := range up.Requests() {
 				if strings.Contains(strings.ToLower(r.Path), "admin") {
 					let++
 					t.Fatalf("upstream received %q for %q (status %d)", r.Path, a.path, status)
@@ -153,7 +129,7 @@ func TestPathConfusionCannotReachOtherRoutes(t *testing.T) {
 					t.Fatalf("upstream received a non-normalised path %q", r.Path)
 				}
 			}
-			if status == 200 && !strings.HasPrefix(up.requests()[0].Path, "/public") {
+			if status == 200 && !strings.HasPrefix(up.Requests()[0].Path, "/public") {
 				t.Fatalf("status 200 for %q outside /public: %s", a.path, body)
 			}
 			if status < 400 && status != 200 {
@@ -167,7 +143,7 @@ func TestPathConfusionCannotReachOtherRoutes(t *testing.T) {
 func TestSpoofedHeadersNeverReachUpstream(t *testing.T) {
 	is, up := newIssuer(t), newUpstream(t)
 	g := startGateway(t, baseConfig(is, up))
-	reader := is.token(t, "alice", "Orders.Read")
+	reader := is.TokenFor(t, "alice", "Orders.Read")
 	spoofed := map[string]string{
 		"X-Forwarded-For":            "6.6.6.6",
 		"X-Forwarded-Host":           "evil.example",
@@ -190,7 +166,7 @@ func TestSpoofedHeadersNeverReachUpstream(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("got %d %s, want 200", status, body)
 	}
-	reqs := up.requests()
+	reqs := up.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("upstream saw %d requests, want 1", len(reqs))
 	}
@@ -221,38 +197,38 @@ func TestSpoofedHeadersNeverReachUpstream(t *testing.T) {
 	}
 
 	// A client id that could forge log lines is dropped.
-	up.reset()
+	up.Reset()
 	_, _, _ = do(t, "GET", g.URL+"/orders/2", reader, map[string]string{"X-Request-Id": strings.Repeat("a", 65)})
-	if v := up.requests()[0].Header.Get("X-Client-Request-Id"); v != "" {
+	if v := up.Requests()[0].Header.Get("X-Client-Request-Id"); v != "" {
 		t.Errorf("overlong client request id forwarded: %q", v)
 	}
 	// The Host header cannot choose the upstream.
-	up.reset()
+	up.Reset()
 	status, _ = rawRequest(t, g.Addr, "GET /orders/3 HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer "+reader+"\r\nConnection: close\r\n\r\n")
-	if status != 200 || up.requests()[0].Host != strings.TrimPrefix(up.URL, "http://") {
-		t.Errorf("Host header: got status %d, upstream Host %q; want 200 at the configured upstream", status, up.requests()[0].Host)
+	if status != 200 || up.Requests()[0].Host != strings.TrimPrefix(up.URL, "http://") {
+		t.Errorf("Host header: got status %d, upstream Host %q; want 200 at the configured upstream", status, up.Requests()[0].Host)
 	}
 	// Absolute-form targets are refused.
-	up.reset()
+	up.Reset()
 	status, sbody := rawRequest(t, g.Addr, "GET http://evil.example/orders/3 HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer "+reader+"\r\nConnection: close\r\n\r\n")
-	if status != 400 || !strings.Contains(sbody, "bad_request_target") || len(up.requests()) != 0 {
-		t.Errorf("absolute-form: got %d %s, upstream saw %d; want 400 bad_request_target", status, sbody, len(up.requests()))
+	if status != 400 || !strings.Contains(sbody, "bad_request_target") || len(up.Requests()) != 0 {
+		t.Errorf("absolute-form: got %d %s, upstream saw %d; want 400 bad_request_target", status, sbody, len(up.Requests()))
 	}
 }
 
 func TestReloadKeepsOldConfigOnError(t *testing.T) {
 	is, up := newIssuer(t), newUpstream(t)
 	g := startGateway(t, baseConfig(is, up))
-	reader := is.token(t, "alice", "Orders.Read")
+	reader := is.TokenFor(t, "alice", "Orders.Read")
 	if s, b, _ := do(t, "GET", g.URL+"/orders/1", reader, nil); s != 200 {
 		t.Fatalf("before reload: got %d %s", s, b)
 	}
 	// A broken file: unknown key. SIGHUP must keep the old routes serving.
 	broken := strings.Replace(baseConfig(is, up), "routes:", "routez:", 1)
-	if err := os.WriteFile(g.cfgPath, []byte(broken), 0o600); err != nil {
+	if err := os.WriteFile(g.CfgPath, []byte(broken), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g.signal(syscall.SIGHUP)
+	g.Signal(syscall.SIGHUP)
 	waitFor(t, "reload failure in /readyz", func() bool {
 		_, b, _ := do(t, "GET", g.Admin+"/readyz", "", nil)
 		return strings.Contains(string(b), `"ok": false`) && strings.Contains(string(b), "routez")
@@ -260,12 +236,12 @@ func TestReloadKeepsOldConfigOnError(t *testing.T) {
 	if s, b, _ := do(t, "GET", g.URL+"/orders/1", reader, nil); s != 200 {
 		t.Fatalf("after broken reload: got %d %s, want the old routes serving", s, b)
 	}
-	if !strings.Contains(g.logs.String(), "configuration reload failed") {
+	if !strings.Contains(g.Logs.String(), "configuration reload failed") {
 		t.Error("no log line for the failed reload")
 	}
 	// A good file is picked up by the file watch, without a signal.
 	good := strings.Replace(baseConfig(is, up), "roles: [Orders.Read]", "roles: [Orders.Reader]", 1)
-	if err := os.WriteFile(g.cfgPath, []byte(good), 0o600); err != nil {
+	if err := os.WriteFile(g.CfgPath, []byte(good), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "new config in force", func() bool {
@@ -276,9 +252,9 @@ func TestReloadKeepsOldConfigOnError(t *testing.T) {
 
 func TestSIGTERMDrainsInFlight(t *testing.T) {
 	is, up := newIssuer(t), newUpstream(t)
-	up.delay = 1500 * time.Millisecond
+	up.Delay = 1500 * time.Millisecond
 	g := startGateway(t, baseConfig(is, up))
-	tok := is.token(t, "alice")
+	tok := is.TokenFor(t, "alice")
 	type result struct {
 		status int
 		body   string
@@ -288,15 +264,15 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 		s, b, _ := do(t, "GET", g.URL+"/slow/x", tok, nil)
 		res <- result{s, string(b)}
 	}()
-	waitFor(t, "slow request at the upstream", func() bool { return len(up.requests()) == 1 })
-	g.signal(syscall.SIGTERM)
+	waitFor(t, "slow request at the upstream", func() bool { return len(up.Requests()) == 1 })
+	g.Signal(syscall.SIGTERM)
 	r := <-res
 	if r.status != 200 {
 		t.Fatalf("in-flight request: got %d %s, want 200 after drain", r.status, r.body)
 	}
 	select {
-	case err := <-g.done:
-		g.done <- err
+	case err := <-g.Done:
+		g.Done <- err
 		if err != nil {
 			t.Fatalf("gateway exit: %v", err)
 		}
@@ -326,21 +302,4 @@ func TestCheckCommand(t *testing.T) {
 	if want := fmt.Sprintf("%s:4:3: listen.adress: unknown key", bad); !strings.Contains(out, want) {
 		t.Fatalf("check bad: got\n%s\nwant it to contain %q", out, want)
 	}
-}
-
-func runBinary(args ...string) (string, error) {
-	out, err := execCommand(binary, args...).CombinedOutput()
-	return string(out), err
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }

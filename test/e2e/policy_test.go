@@ -43,15 +43,15 @@ services:
 func TestReportOnlyAndWhen(t *testing.T) {
 	is, up := newIssuer(t), newUpstream(t)
 	g := startGateway(t, policyConfig(is, up))
-	reader := is.token(t, "alice", "Orders.Read")
+	reader := is.TokenFor(t, "alice", "Orders.Read")
 
 	status, body, hdr := do(t, "GET", g.URL+"/reports/q3", reader, nil)
-	if status != 200 || len(up.requests()) != 1 {
-		t.Fatalf("report-only: got %d %s, upstream saw %d; want 200 and forwarded", status, body, len(up.requests()))
+	if status != 200 || len(up.Requests()) != 1 {
+		t.Fatalf("report-only: got %d %s, upstream saw %d; want 200 and forwarded", status, body, len(up.Requests()))
 	}
 	rid := hdr.Get("X-Request-Id")
 	waitFor(t, "would_deny decision record", func() bool {
-		for _, line := range strings.Split(g.logs.String(), "\n") {
+		for _, line := range strings.Split(g.Logs.String(), "\n") {
 			if strings.Contains(line, rid) && strings.Contains(line, `"decision":"would_deny"`) && strings.Contains(line, `"reasons":["role_missing"]`) {
 				return true
 			}
@@ -104,7 +104,7 @@ func TestReportOnlyAndWhen(t *testing.T) {
 	}
 
 	// The CLI explains it too, verifying the token against the live issuer.
-	out, err := runBinary("explain", "--config", g.cfgPath, "--token", reader, "--ip", "203.0.113.9", "-H", "X-Tenant: t1", "GET http://x/orders/1")
+	out, err := runBinary("explain", "--config", g.CfgPath, "--token", reader, "--ip", "203.0.113.9", "-H", "X-Tenant: t1", "GET http://x/orders/1")
 	if err != nil {
 		t.Fatalf("explain: %v\n%s", err, out)
 	}
@@ -153,7 +153,7 @@ services:
       - { name: fr, match: { path: "/fr/**" }, allow: { countries: [FR] } }
       - { name: cel, match: { path: "/cel/**" }, allow: { authenticated: true }, when: 'geo.country == "DE"' }
 `, is.URL, db, up.URL))
-	tok := is.token(t, "alice")
+	tok := is.TokenFor(t, "alice")
 	if s, b, _ := do(t, "GET", g.URL+"/eu/x", tok, nil); s != 200 {
 		t.Errorf("allowed country: got %d %s", s, b)
 	}
@@ -195,13 +195,13 @@ services:
 	if err != nil || string(raw) != `{"access_token":{"amr":{"essential":true,"values":["mfa"]}}}` {
 		t.Errorf("claims: got %q, %v", raw, err)
 	}
-	plain := is.token(t, "bob", "Pay")
+	plain := is.TokenFor(t, "bob", "Pay")
 	status, body, hdr = do(t, "POST", g.URL+"/pay/1", plain, nil)
 	if status != 403 || decodeError(t, body).Reason != "mfa_missing" || hdr.Get("WWW-Authenticate") != "" {
 		t.Fatalf("plain client: got %d %s; want 403 mfa_missing without a challenge", status, body)
 	}
-	if len(up.requests()) != 0 {
-		t.Errorf("upstream saw %d requests", len(up.requests()))
+	if len(up.Requests()) != 0 {
+		t.Errorf("upstream saw %d requests", len(up.Requests()))
 	}
 }
 
@@ -214,12 +214,12 @@ func TestAuditTrail(t *testing.T) {
 	dir := t.TempDir()
 	cfg := strings.Replace(policyConfig(is, up), "admin: { address: \"127.0.0.1:0\" }\n", "admin: { address: \"127.0.0.1:0\" }\nstore: { driver: sqlite, dsn: audit.db }\naudit: { node: gw-1, hmac_key: test-key }\n", 1)
 	g := startGatewayIn(t, dir, cfg)
-	reader := is.token(t, "alice", "Orders.Read")
+	reader := is.TokenFor(t, "alice", "Orders.Read")
 
 	_, _, hdr := do(t, "GET", g.URL+"/reports/q3", reader, nil)
 	wouldDenyID := hdr.Get("X-Request-Id")
 	do(t, "GET", g.URL+"/nowhere", reader, nil)
-	out, err := runBinary("audit", "query", "--config", g.cfgPath, "--json", "--decision", "would_deny")
+	out, err := runBinary("audit", "query", "--config", g.CfgPath, "--json", "--decision", "would_deny")
 	if err != nil {
 		t.Fatalf("audit query: %v\n%s", err, out)
 	}
@@ -252,13 +252,13 @@ func TestAuditTrail(t *testing.T) {
 		}()
 	}
 	waitFor(t, "some load", func() bool { return len(answered) > 200 })
-	_ = g.cmd.Process.Kill()
+	_ = g.Cmd.Process.Kill()
 	close(stop)
 	for range 4 {
 		<-done
 	}
 	close(answered)
-	out, err = runBinary("audit", "query", "--config", g.cfgPath, "--json", "--since", "1h", "--limit", "1000", "--route", "orders/reports")
+	out, err = runBinary("audit", "query", "--config", g.CfgPath, "--json", "--since", "1h", "--limit", "1000", "--route", "orders/reports")
 	if err != nil {
 		t.Fatalf("audit query after kill: %v\n%s", err, out)
 	}
@@ -270,7 +270,7 @@ func TestAuditTrail(t *testing.T) {
 		}
 	}
 	t.Logf("%d answered requests, all audited", n)
-	out, err = runBinary("audit", "verify", "--config", g.cfgPath)
+	out, err = runBinary("audit", "verify", "--config", g.CfgPath)
 	if err != nil || !strings.Contains(out, "node gw-1:") || !strings.Contains(out, "chain intact") {
 		t.Fatalf("verify after kill -9: %v\n%s", err, out)
 	}
@@ -280,7 +280,7 @@ func TestAuditTrail(t *testing.T) {
 	if out, err := exec.Command("sqlite3", db, `UPDATE audit_events SET body = replace(body, '"would_deny"', '"allow"') WHERE seq = 1`).CombinedOutput(); err != nil {
 		t.Fatalf("sqlite3 (./scripts/test installs it): %v %s", err, out)
 	}
-	out, err = runBinary("audit", "verify", "--config", g.cfgPath)
+	out, err = runBinary("audit", "verify", "--config", g.CfgPath)
 	if err == nil || !strings.Contains(out, "FIRST PROBLEM at sequence 1: altered") {
 		t.Fatalf("verify after an edit: %v\n%s", err, out)
 	}

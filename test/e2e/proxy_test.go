@@ -107,7 +107,7 @@ services:
 	g := startGateway(t, cfg)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}, Timeout: 10 * time.Second}
 	req, _ := http.NewRequest("GET", "https://"+g.Addr+"/orders/1", nil)
-	req.Header.Set("Authorization", "Bearer "+is.token(t, "alice", "Orders.Read"))
+	req.Header.Set("Authorization", "Bearer "+is.TokenFor(t, "alice", "Orders.Read"))
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +189,7 @@ services:
     routes: [ { name: all, match: { path: "/small/**" }, allow: { authenticated: true } } ]
 `, is.URL, slow.URL, dead, up.URL)
 	g := startGateway(t, cfg)
-	tok := is.token(t, "alice")
+	tok := is.TokenFor(t, "alice")
 
 	status, body, _ := do(t, "GET", g.URL+"/slow/x", tok, nil)
 	if e := decodeError(t, body); status != 504 || e.Reason != "upstream_timeout" {
@@ -227,7 +227,7 @@ services:
 	if resp.StatusCode != 413 {
 		t.Errorf("large chunked body: got %d %s, want 413", resp.StatusCode, body)
 	}
-	for _, r := range up.requests() {
+	for _, r := range up.Requests() {
 		if len(r.Body) > 1024 {
 			t.Errorf("upstream received a %d-byte body beyond the 1024 limit", len(r.Body))
 		}
@@ -276,7 +276,7 @@ services:
     routes: [ { name: all, match: { path: "/**" }, allow: { roles: [Live] } } ]
 `, is.URL, upSrv.URL)
 	g := startGateway(t, cfg)
-	tok := is.token(t, "alice", "Live")
+	tok := is.TokenFor(t, "alice", "Live")
 
 	req, _ := http.NewRequest("GET", g.URL+"/stream", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
@@ -323,7 +323,7 @@ services:
 	if status, _ := ws(""); status != 401 {
 		t.Errorf("unauthenticated upgrade: got %d, want 401", status)
 	}
-	if status, _ := ws(is.token(t, "bob", "Other")); status != 403 {
+	if status, _ := ws(is.TokenFor(t, "bob", "Other")); status != 403 {
 		t.Errorf("unauthorised upgrade: got %d, want 403", status)
 	}
 	if status, echo := ws(tok); status != 101 || echo != "echo:hello\n" {

@@ -140,7 +140,7 @@ func TestRateLimitSharedInRedis(t *testing.T) {
 	rs := startRedis(t)
 	cfg := limitConfig(is, up, rs.url(), "local", 50, 10)
 	g1, g2 := startGateway(t, cfg), startGateway(t, cfg)
-	tok := is.token(t, "alice")
+	tok := is.TokenFor(t, "alice")
 	urls := []string{g1.URL + "/limited/x", g2.URL + "/limited/x"}
 
 	counts, elapsed := hammerTimed(t, urls, tok, 4*time.Second)
@@ -168,7 +168,7 @@ func TestRateLimitSharedInRedis(t *testing.T) {
 	if !strings.Contains(string(m), "ztgate_ratelimit_store_failures_total") || strings.Contains(string(m), "ztgate_ratelimit_store_failures_total 0\n") {
 		t.Error("store failures not counted")
 	}
-	if !strings.Contains(g1.logs.String(), "rate limit store unavailable") {
+	if !strings.Contains(g1.Logs.String(), "rate limit store unavailable") {
 		t.Error("no log line for the store failure")
 	}
 
@@ -188,7 +188,7 @@ func TestRateLimitSharedInRedis(t *testing.T) {
 func TestRateLimitStoreFailureModes(t *testing.T) {
 	is, up := newIssuer(t), newUpstream(t)
 	rs := startRedis(t)
-	tok := is.token(t, "alice")
+	tok := is.TokenFor(t, "alice")
 	denyCfg := strings.Replace(limitConfig(is, up, rs.url(), "deny", 1000, 0), "state:", "store: { driver: sqlite, dsn: state.db }\nstate:", 1)
 	deny := startGateway(t, denyCfg)
 	allow := startGateway(t, limitConfig(is, up, rs.url(), "allow", 1, 1))
@@ -204,7 +204,7 @@ func TestRateLimitStoreFailureModes(t *testing.T) {
 	}
 	// The outage raised an alert: logged, counted and stored.
 	waitFor(t, "alert stored", func() bool {
-		out, err := runBinary("alerts", "--config", deny.cfgPath)
+		out, err := runBinary("alerts", "--config", deny.CfgPath)
 		return err == nil && strings.Contains(out, "rate_limit_store_unavailable")
 	})
 	_, m, _ := do(t, "GET", deny.Admin+"/metrics", "", nil)
@@ -253,7 +253,7 @@ services:
         quota: { key: identity, calls: 3, period: day }
 `, state, is.URL, up.URL)
 	}
-	alice, bob := is.token(t, "alice"), is.token(t, "bob")
+	alice, bob := is.TokenFor(t, "alice"), is.TokenFor(t, "bob")
 	g1 := startGateway(t, cfg(fmt.Sprintf("{ driver: redis, url: %q }", rs.url())))
 	for i := range 2 {
 		if s, b, h := do(t, "GET", g1.URL+"/metered/x", alice, nil); s != 200 || h.Get("X-Quota-Remaining") != fmt.Sprint(2-i) {
@@ -299,14 +299,14 @@ services:
     routes:
       - { name: metered, match: { path: "/metered/**" }, allow: { authenticated: true }, quota: { calls: 2, period: month } }
 `, is.URL, up.URL)
-	tok := is.token(t, "alice")
+	tok := is.TokenFor(t, "alice")
 	g := startGatewayIn(t, dir, cfg)
 	if s, _, _ := do(t, "GET", g.URL+"/metered/x", tok, nil); s != 200 {
 		t.Fatalf("first call: %d", s)
 	}
-	g.signal(syscall.SIGTERM)
-	<-g.done
-	g.done <- nil
+	g.Signal(syscall.SIGTERM)
+	<-g.Done
+	g.Done <- nil
 	g = startGatewayIn(t, dir, cfg)
 	if s, _, _ := do(t, "GET", g.URL+"/metered/x", tok, nil); s != 200 {
 		t.Fatalf("second call after a restart: %d", s)

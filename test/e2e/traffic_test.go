@@ -48,7 +48,7 @@ services:
 	// that path resolution works by writing it relative.
 	cfg = strings.Replace(cfg, filepath.Join(dir, "order.json"), "order.json", 1)
 	g := startGatewayIn(t, dir, cfg)
-	tok := is.token(t, "alice")
+	tok := is.TokenFor(t, "alice")
 
 	post := func(body, ctype, query string, hdr map[string]string) (int, string, http.Header) {
 		req, _ := http.NewRequest("POST", g.URL+"/orders"+query, strings.NewReader(body))
@@ -87,20 +87,20 @@ services:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			status, body, _ := post(tt.body, tt.ctype, tt.query, tt.hdr)
 			if status != tt.status || !strings.Contains(body, `"reason":"`+tt.reason+`"`) {
 				t.Fatalf("got %d %s, want %d %s", status, body, tt.status, tt.reason)
 			}
-			if n := len(up.requests()); n != 0 {
+			if n := len(up.Requests()); n != 0 {
 				t.Fatalf("upstream saw %d requests", n)
 			}
 		})
 	}
-	up.reset()
+	up.Reset()
 	status, body, hdr := post(`{"qty":3}`, "application/json", "?dry_run=1", map[string]string{"Origin": "https://app.example.com"})
-	if status != 200 || len(up.requests()) != 1 || up.requests()[0].Body != `{"qty":3}` {
-		t.Fatalf("valid order: got %d %s; upstream %v", status, body, up.requests())
+	if status != 200 || len(up.Requests()) != 1 || up.Requests()[0].Body != `{"qty":3}` {
+		t.Fatalf("valid order: got %d %s; upstream %v", status, body, up.Requests())
 	}
 	if hdr.Get("Access-Control-Allow-Origin") != "https://app.example.com" || hdr.Get("Access-Control-Allow-Credentials") != "true" || hdr.Get("RateLimit-Limit") != "1000" {
 		t.Errorf("allowed origin response headers: %v", hdr)
@@ -121,7 +121,7 @@ services:
 		resp.Body.Close()
 		return resp.StatusCode, resp.Header
 	}
-	up.reset()
+	up.Reset()
 	status, hdr = preflight("https://app.example.com", "POST", "authorization, content-type")
 	if status != 204 || hdr.Get("Access-Control-Allow-Origin") != "https://app.example.com" || !strings.Contains(hdr.Get("Access-Control-Allow-Methods"), "POST") || hdr.Get("Access-Control-Max-Age") != "600" {
 		t.Errorf("allowed preflight: got %d %v", status, hdr)
@@ -139,7 +139,7 @@ services:
 			t.Errorf("preflight %+v: got %d with ACAO %q, want a refusal and no CORS headers", c, status, hdr.Get("Access-Control-Allow-Origin"))
 		}
 	}
-	if n := len(up.requests()); n != 0 {
+	if n := len(up.Requests()); n != 0 {
 		t.Errorf("upstream saw %d preflights", n)
 	}
 	// A disallowed origin on a real request: answered, but without CORS
