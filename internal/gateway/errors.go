@@ -56,6 +56,7 @@ const (
 	ReasonConnectRefused      = "connect_refused"
 	ReasonBadHost             = "bad_host"
 	ReasonBodyTooLarge        = "body_too_large"
+	ReasonHeadersTooLarge     = "headers_too_large"
 	ReasonUpstreamUnavailable = "upstream_unavailable"
 	ReasonUpstreamTimeout     = "upstream_timeout"
 	ReasonInternal            = "internal_error"

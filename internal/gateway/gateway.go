@@ -315,6 +315,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	if !strings.HasPrefix(raw, "/") {
 		return &httpError{Code: http.StatusBadRequest, Reason: ReasonBadRequestTarget, Public: "the request target must be a path (origin-form)"}
 	}
+	// net/http allows 4 KiB of slack over MaxHeaderBytes; hold the limit exactly.
+	if n := headerBytes(r); n > rt.cfg.Listen.MaxHeaderBytes {
+		return &httpError{Code: http.StatusRequestHeaderFieldsTooLarge, Reason: ReasonHeadersTooLarge, Public: fmt.Sprintf("request headers larger than %d bytes", rt.cfg.Listen.MaxHeaderBytes)}
+	}
 	rawPath, _, _ := strings.Cut(raw, "?")
 	path, err := route.NormalizePath(rawPath)
 	if err != nil {
@@ -434,6 +438,19 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		ctx, cancel = context.WithTimeout(ctx, e.up.overall)
 		defer cancel()
 	}
+	if body == nil && r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody && !isUpgrade(r) {
+		// A body of unknown length is read whole (up to the limit) before
+		// the upstream sees the request, so an oversized one is refused
+		// without the upstream receiving a truncated request.
+		b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+		if err != nil {
+			return &httpError{Code: http.StatusBadRequest, Reason: "body_unreadable", Public: "the request body could not be read", Err: err}
+		}
+		if int64(len(b)) > maxBody {
+			return &httpError{Code: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge, Public: fmt.Sprintf("request body larger than %d bytes", maxBody)}
+		}
+		body = b
+	}
 	out := r.WithContext(ctx)
 	switch {
 	case body != nil:
@@ -467,6 +484,17 @@ func authnError(f *authn.Failure) *httpError {
 		he.Header.Set("WWW-Authenticate", v)
 	}
 	return he
+}
+
+// headerBytes is the size of the request line and headers as sent.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4 + len(r.Host) + 8
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }
 
 func isUpgrade(r *http.Request) bool {
