@@ -119,6 +119,22 @@ func NormalizePath(p string) (string, error) {
 	trailing := false
 	flush := func(last bool) error {
 		s := seg.String()
+		// Double encoding is judged on the output: "%25" followed by two
+		// hex digits, however they were written ("%250%61" becomes "%250a").
+		for i := strings.Index(s, "%25"); i >= 0; {
+			if i+4 < len(s) {
+				if _, ok1 := unhex(s[i+3]); ok1 {
+					if _, ok2 := unhex(s[i+4]); ok2 {
+						return &PathError{ReasonDoubleEncoding, "a double percent-encoding (%25XX)"}
+					}
+				}
+			}
+			j := strings.Index(s[i+3:], "%25")
+			if j < 0 {
+				break
+			}
+			i += 3 + j
+		}
 		if !utf8.ValidString(raw.String()) {
 			return &PathError{ReasonInvalidUTF8, "the path does not decode to valid UTF-8"}
 		}

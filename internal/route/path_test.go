@@ -47,6 +47,8 @@ func TestNormalizePath(t *testing.T) {
 		{"backslash", "/public\\..\\admin", "", ReasonBackslash},
 		{"double encoding dot", "/public/%252e%252e/admin", "", ReasonDoubleEncoding},
 		{"double encoding slash", "/a%252fb", "", ReasonDoubleEncoding},
+		{"double encoding assembled from an escaped hex digit", "/%250%61", "", ReasonDoubleEncoding}, // regression: found by FuzzNormalizePath
+		{"double encoding at the end of a segment", "/a%25%34%31/b", "", ReasonDoubleEncoding},
 		{"null", "/a%00b", "", ReasonControl},
 		{"raw null", "/a\x00b", "", ReasonControl},
 		{"tab", "/a\tb", "", ReasonControl},

@@ -77,6 +77,7 @@ func attacks() []attack {
 		{"path ..%2f", "/public/..%2Fadmin/keys"},
 		{"path double encoding", "/public/%252e%252e/admin/keys"},
 		{"path double encoded slash", "/public/..%252fadmin/keys"},
+		{"path double encoding assembled from escapes", "/public/%250%61/../admin/keys"},
 		{"path ;parameters (..;)", "/public/..;/admin/keys"},
 		{"path ;parameters (.;)", "/public/.;/../admin/keys"},
 		{"path backslash", "/public/..\\admin/keys"},
