@@ -1,0 +1,69 @@
+// A real OpenID Connect provider (panva/oidc-provider) for ztgate's
+// end-to-end tests: client-credentials access tokens as RS256 JWTs for the
+// resource urn:orders-api, on loopback only.
+//
+//   node server.js PORT
+//
+// POST /__rotate makes the pre-published next key the signing key and
+// publishes a fresh next key, the way Microsoft Entra ID rolls its keys.
+import http from 'node:http';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import Provider from 'oidc-provider';
+
+const port = Number(process.argv[2]);
+const issuer = `http://127.0.0.1:${port}`;
+
+function newKey() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), alg: 'RS256', use: 'sig' };
+}
+
+function build(keys) {
+  const provider = new Provider(issuer, {
+    clients: [
+      { client_id: 'orders-client', client_secret: 'orders-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [], scope: 'orders.read' },
+      { client_id: 'other-client', client_secret: 'other-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [], scope: 'other.read' },
+    ],
+    scopes: ['orders.read', 'other.read'],
+    features: {
+      clientCredentials: { enabled: true },
+      devInteractions: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: (ctx, client) => (client.clientId === 'orders-client' ? 'urn:orders-api' : 'urn:other-api'),
+        useGrantedResource: () => true,
+        getResourceServerInfo: (ctx, resource) => ({
+          scope: resource === 'urn:orders-api' ? 'orders.read' : 'other.read',
+          audience: resource,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: 600,
+          jwt: { sign: { alg: 'RS256' } },
+        }),
+      },
+    },
+    jwks: { keys },
+  });
+  provider.proxy = false;
+  return provider;
+}
+
+let signing = newKey();
+let next = newKey();
+let provider = build([signing, next]); // the first key signs; the next is published ahead
+
+const server = http.createServer((req, res) => {
+  if (req.method === 'POST' && req.url === '/__rotate') {
+    const old = signing;
+    signing = next;
+    next = newKey();
+    provider = build([signing, next, old]);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ signing: signing.kid }));
+    return;
+  }
+  provider.callback()(req, res);
+});
+
+server.listen(port, '127.0.0.1', () => {
+  console.log(`oidc-provider ready ${issuer}`);
+});
