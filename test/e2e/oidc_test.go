@@ -19,7 +19,11 @@ import (
 // oidcProvider is a real OpenID Connect provider (the oidc-provider npm
 // package, installed by ./scripts/test) on loopback.
 type oidcProvider struct {
-	URL string
+	URL     string
+	t       *testing.T
+	port    int
+	keyFile string
+	cmd     *exec.Cmd
 }
 
 func startOIDCProvider(t *testing.T) *oidcProvider {
@@ -34,9 +38,26 @@ func startOIDCProvider(t *testing.T) *oidcProvider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
+	p := &oidcProvider{t: t, port: ln.Addr().(*net.TCPAddr).Port, keyFile: t.TempDir() + "/keys.json"}
 	ln.Close()
-	cmd := exec.Command("node", "server.js", fmt.Sprint(port))
+	p.start()
+	t.Cleanup(p.stop)
+	return p
+}
+
+// stop kills the provider process.
+func (p *oidcProvider) stop() {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		p.cmd = nil
+	}
+}
+
+// start runs the provider, with the keys it had before if it ran already.
+func (p *oidcProvider) start() {
+	t := p.t
+	cmd := exec.Command("node", "server.js", fmt.Sprint(p.port), p.keyFile)
 	cmd.Dir = "oidc"
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -46,7 +67,7 @@ func startOIDCProvider(t *testing.T) *oidcProvider {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	p.cmd = cmd
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -58,11 +79,10 @@ func startOIDCProvider(t *testing.T) *oidcProvider {
 	}()
 	select {
 	case u := <-ready:
-		return &oidcProvider{URL: u}
+		p.URL = u
 	case <-time.After(30 * time.Second):
 		t.Fatal("oidc-provider did not start")
 	}
-	return nil
 }
 
 // clientCredentials gets an access token for a client with the

@@ -2,10 +2,12 @@
 // end-to-end tests: client-credentials access tokens as RS256 JWTs for the
 // resource urn:orders-api, on loopback only.
 //
-//   node server.js PORT
+//   node server.js PORT [KEYFILE]
 //
+// With KEYFILE the keys survive a restart (the provider "comes back").
 // POST /__rotate makes the pre-published next key the signing key and
 // publishes a fresh next key, the way Microsoft Entra ID rolls its keys.
+import fs from 'node:fs';
 import http from 'node:http';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import Provider from 'oidc-provider';
@@ -47,8 +49,17 @@ function build(keys) {
   return provider;
 }
 
-let signing = newKey();
-let next = newKey();
+const keyFile = process.argv[3];
+let signing;
+let next;
+if (keyFile && fs.existsSync(keyFile)) {
+  ({ signing, next } = JSON.parse(fs.readFileSync(keyFile, 'utf8')));
+} else {
+  signing = newKey();
+  next = newKey();
+}
+const save = () => keyFile && fs.writeFileSync(keyFile, JSON.stringify({ signing, next }), { mode: 0o600 });
+save();
 let provider = build([signing, next]); // the first key signs; the next is published ahead
 
 const server = http.createServer((req, res) => {
@@ -57,6 +68,7 @@ const server = http.createServer((req, res) => {
     signing = next;
     next = newKey();
     provider = build([signing, next, old]);
+    save();
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ signing: signing.kid }));
     return;
