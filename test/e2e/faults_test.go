@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,4 +150,68 @@ func TestFaultReloadUnderLoad(t *testing.T) {
 	if len(bad) > 0 {
 		t.Fatalf("requests answered wrongly during reloads: %v", bad)
 	}
+}
+
+// TestFaultAuditDiskFull: the audit store's disk fills up (a small tmpfs).
+// Requests whose events cannot be written are refused with 503
+// audit_unavailable; every answered request is in the trail; when space
+// returns, requests pass again without a restart and the chain verifies.
+func TestFaultAuditDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root; CI runs as root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	is, up := newIssuer(t), newUpstream(t)
+	cfg := strings.Replace(baseConfig(is, up), "admin:\n  address: \"127.0.0.1:0\"\n", "admin:\n  address: \"127.0.0.1:0\"\nstore: { driver: sqlite, dsn: audit.db }\naudit: { node: gw-disk }\n", 1)
+	g := startGatewayIn(t, dir, cfg)
+	reader := is.TokenFor(t, "alice", "Orders.Read")
+	answered := []string{}
+	refused := 0
+	for i := 0; i < 3000 && refused < 20; i++ {
+		s, b, h := do(t, "GET", g.URL+"/orders/"+strings.Repeat("x", 200)+fmt.Sprint(i), reader, nil)
+		switch s {
+		case 200:
+			answered = append(answered, h.Get("X-Request-Id"))
+		case 503:
+			if decodeError(t, b).Reason != "audit_unavailable" {
+				t.Fatalf("got 503 %s, want audit_unavailable", b)
+			}
+			refused++
+		default:
+			t.Fatalf("got %d %s", s, b)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("the disk never filled; the test proves nothing")
+	}
+	if !strings.Contains(g.Logs.String(), "ALERT") {
+		t.Error("no alert for the refused requests")
+	}
+	if out, err := exec.Command("mount", "-o", "remount,size=20m", dir).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v %s", err, out)
+	}
+	waitFor(t, "requests pass again", func() bool {
+		s, _, h := do(t, "GET", g.URL+"/orders/again", reader, nil)
+		if s == 200 {
+			answered = append(answered, h.Get("X-Request-Id"))
+		}
+		return s == 200
+	})
+	out, err := runBinary("audit", "query", "--config", g.CfgPath, "--json", "--limit", "1000")
+	if err != nil {
+		t.Fatalf("audit query: %v %s", err, out)
+	}
+	for _, id := range answered {
+		if !strings.Contains(out, `"request_id":"`+id+`"`) {
+			t.Fatalf("answered request %s is missing from the trail", id)
+		}
+	}
+	if out, err := runBinary("audit", "verify", "--config", g.CfgPath); err != nil || !strings.Contains(out, "chain intact") {
+		t.Fatalf("verify: %v %s", err, out)
+	}
+	t.Logf("%d answered and audited, %d refused while the disk was full", len(answered), refused)
 }
