@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -86,4 +87,30 @@ func TestRequestHost(t *testing.T) {
 			t.Errorf("requestHost(%q): got %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
 	}
+}
+
+func FuzzHeaderHandling(f *testing.F) {
+	f.Add("X-Forwarded-For", "1.2.3.4", "api.example.com:443", "req-1")
+	f.Add("x_ms_client_principal", "e30=", "[::1]:8080", "a\r\nb")
+	f.Add("X-Ztgate-Anything", "", "", "")
+	f.Fuzz(func(t *testing.T, name, value, host, clientID string) {
+		h := http.Header{}
+		h[name] = []string{value}
+		h["Content-Type"] = []string{"application/json"}
+		stripSpoofable(h)
+		for k := range h {
+			if isSpoofable(k) {
+				t.Fatalf("spoofable header %q survived", k)
+			}
+		}
+		if name != "Content-Type" && h.Get("Content-Type") != "application/json" {
+			t.Fatal("a plain header was stripped")
+		}
+		if got, ok := requestHost(host); ok && strings.ContainsAny(got, "/?#@ \t\r\n") {
+			t.Fatalf("requestHost(%q) accepted %q", host, got)
+		}
+		if validClientRequestID(clientID) && strings.ContainsAny(clientID, "\r\n\" \t") {
+			t.Fatalf("client request id %q accepted", clientID)
+		}
+	})
 }
