@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -162,7 +163,9 @@ services:
 
 func TestUpstreamFailuresAndLimits(t *testing.T) {
 	is := newIssuer(t)
+	var slowHits atomic.Int32
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slowHits.Add(1)
 		time.Sleep(3 * time.Second)
 	}))
 	defer slow.Close()
@@ -194,6 +197,9 @@ services:
 	status, body, _ := do(t, "GET", g.URL+"/slow/x", tok, nil)
 	if e := decodeError(t, body); status != 504 || e.Reason != "upstream_timeout" {
 		t.Errorf("slow upstream: got %d %s, want 504 upstream_timeout", status, body)
+	}
+	if n := slowHits.Load(); n != 1 {
+		t.Errorf("slow upstream received %d attempts for one request, want 1 (no retries)", n)
 	}
 	status, body, _ = do(t, "GET", g.URL+"/dead/x", tok, nil)
 	if e := decodeError(t, body); status != 502 || e.Reason != "upstream_unavailable" {
