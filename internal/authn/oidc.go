@@ -57,6 +57,11 @@ type OIDC struct {
 	loadedAt    time.Time
 	lastErr     error
 	lastRefresh time.Time // last refresh attempt (any cause)
+	// lastKIDRefresh is the last refresh an unknown key id caused. Only
+	// these count against the 5-minute allowance, so a key rotated in right
+	// after a scheduled refresh is picked up at once, while hostile tokens
+	// still cause at most one fetch per 5 minutes.
+	lastKIDRefresh time.Time
 	refreshing  chan struct{}
 
 	cache *tokenCache // nil: disabled
@@ -272,9 +277,13 @@ func (o *OIDC) lookup(ctx context.Context, kid string) (jwk.Key, *Failure) {
 	if err, ok := set.rejected[kid]; ok && kid != "" {
 		return nil, fail(ReasonWeakKey, "the token was signed by a key the gateway refuses", err)
 	}
-	o.mu.RLock()
-	may := o.cfg.Now().Sub(o.lastRefresh) >= unknownKIDRefresh
-	o.mu.RUnlock()
+	now := o.cfg.Now()
+	o.mu.Lock()
+	may := o.lastKIDRefresh.IsZero() || now.Sub(o.lastKIDRefresh) >= unknownKIDRefresh
+	if may {
+		o.lastKIDRefresh = now
+	}
+	o.mu.Unlock()
 	if may {
 		if err := o.refresh(ctx); err == nil {
 			o.mu.RLock()

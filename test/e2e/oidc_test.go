@@ -177,3 +177,34 @@ services:
 		t.Fatalf("token signed by the previous key: got %d, want 200", s)
 	}
 }
+
+// TestOIDCProviderUnannouncedRotation: the provider starts signing with a key
+// it never published and retires the old ones. The first token from the new
+// key passes (an unknown key id refreshes the keys at once, at most every 5
+// minutes); a token from a retired key is refused, cached or not, and never
+// reaches the upstream.
+func TestOIDCProviderUnannouncedRotation(t *testing.T) {
+	p := startOIDCProvider(t)
+	up := newUpstream(t)
+	g := startGateway(t, oidcGatewayConfig(p, up, ""))
+	old := p.clientCredentials(t, "orders-client", "orders-secret", "orders.read")
+	if s, _, _ := do(t, "GET", g.URL+"/orders/1", old, nil); s != 200 {
+		t.Fatalf("before: %d", s)
+	}
+	resp, err := http.Post(p.URL+"/__rotate?unannounced=1", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	fresh := p.clientCredentials(t, "orders-client", "orders-secret", "orders.read")
+	if s, b, _ := do(t, "GET", g.URL+"/orders/2", fresh, nil); s != 200 {
+		t.Fatalf("first token from the unannounced key: got %d %s, want 200", s, b)
+	}
+	up.Reset()
+	if s, b, _ := do(t, "GET", g.URL+"/orders/3", old, nil); s != 401 || decodeError(t, b).Reason != "unknown_kid" {
+		t.Fatalf("token from the retired key: got %d %s, want 401 unknown_kid", s, b)
+	}
+	if n := len(up.Requests()); n != 0 {
+		t.Fatalf("the upstream saw %d refused requests", n)
+	}
+}

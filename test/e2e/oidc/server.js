@@ -7,6 +7,8 @@
 // With KEYFILE the keys survive a restart (the provider "comes back").
 // POST /__rotate makes the pre-published next key the signing key and
 // publishes a fresh next key, the way Microsoft Entra ID rolls its keys.
+// POST /__rotate?unannounced=1 signs with a key never published before and
+// retires the old ones.
 import fs from 'node:fs';
 import http from 'node:http';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
@@ -63,6 +65,16 @@ save();
 let provider = build([signing, next]); // the first key signs; the next is published ahead
 
 const server = http.createServer((req, res) => {
+  if (req.method === 'POST' && req.url === '/__rotate?unannounced=1') {
+    // A key nobody has seen signs from now on; every older key is retired.
+    signing = newKey();
+    next = newKey();
+    provider = build([signing, next]);
+    save();
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ signing: signing.kid }));
+    return;
+  }
   if (req.method === 'POST' && req.url === '/__rotate') {
     const old = signing;
     signing = next;
