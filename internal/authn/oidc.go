@@ -62,7 +62,7 @@ type OIDC struct {
 	// after a scheduled refresh is picked up at once, while hostile tokens
 	// still cause at most one fetch per 5 minutes.
 	lastKIDRefresh time.Time
-	refreshing  chan struct{}
+	refreshing     chan struct{}
 
 	cache *tokenCache // nil: disabled
 }
