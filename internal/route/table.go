@@ -6,37 +6,24 @@ import (
 	"strings"
 )
 
-// Spec is one route's match as configured.
-type Spec struct {
-	// Host is "" for any host, an exact name ("api.example.com") or a
-	// wildcard ("*.example.com", one or more labels). Lower case; the port
-	// is not part of it.
-	Host string
-	// Methods are upper-case; empty means any method.
-	Methods []string
-	// Path is a pattern: literal segments, "{name}" for exactly one
-	// non-empty segment, "*" for one unnamed segment, and "**" as the last
-	// segment for zero or more segments. Literal segments are written in
-	// canonical form (see NormalizePath). A trailing slash is significant:
-	// "/a/{id}" does not match "/a/1/".
-	Path string
-}
+// inlineParams is how many parameters Params holds without allocating.
+const inlineParams = 8
 
-// MaxParams is the most path parameters a pattern may name.
-const MaxParams = 8
-
-// Params are the path parameters of a match, held without allocation.
+// Params are the named path parameters of a match, in pattern order. The
+// first eight are held in place; more spill to the heap.
 type Params struct {
-	n      int
-	names  [MaxParams]string
-	values [MaxParams]string
+	n     int
+	fixed [inlineParams]param
+	more  []param
 }
+
+type param struct{ name, value string }
 
 // Get returns the value of the named parameter.
 func (p *Params) Get(name string) (string, bool) {
 	for i := range p.n {
-		if p.names[i] == name {
-			return p.values[i], true
+		if n, v := p.At(i); n == name {
+			return v, true
 		}
 	}
 	return "", false
@@ -45,417 +32,333 @@ func (p *Params) Get(name string) (string, bool) {
 // Len returns the number of parameters.
 func (p *Params) Len() int { return p.n }
 
-// At returns the i-th parameter.
-func (p *Params) At(i int) (name, value string) { return p.names[i], p.values[i] }
+// At returns the i-th parameter, 0 <= i < Len().
+func (p *Params) At(i int) (name, value string) {
+	if i < inlineParams {
+		return p.fixed[i].name, p.fixed[i].value
+	}
+	q := p.more[i-inlineParams]
+	return q.name, q.value
+}
 
-// Reset empties p.
-func (p *Params) Reset() { p.n = 0 }
+// Reset empties p, keeping its storage.
+func (p *Params) Reset() {
+	clear(p.fixed[:min(p.n, inlineParams)])
+	clear(p.more)
+	p.more = p.more[:0]
+	p.n = 0
+}
 
-// OverlapError reports two routes that match the same requests: B can never
-// match Method because A, as specific, takes them.
+func (p *Params) add(name, value string) {
+	if p.n < inlineParams {
+		p.fixed[p.n] = param{name, value}
+	} else {
+		p.more = append(p.more, param{name, value})
+	}
+	p.n++
+}
+
+// OverlapError reports two routes that match the same requests: the same
+// host, the same path shape (parameter names aside, "*" being "{name}") and
+// at least one method in common. Route B can never match Method requests
+// because route A takes them.
 type OverlapError struct {
-	A, B   int
-	Method string // an overlapping method, or "ANY"
+	A, B   int    // indexes of the Specs, A < B
+	Method string // a method both accept; "ANY" when neither lists methods
 }
 
 func (e *OverlapError) Error() string {
-	return fmt.Sprintf("routes %d and %d match the same %s requests", e.A, e.B, e.Method)
+	return fmt.Sprintf("route %d can never match %s requests: route %d has the same host, path shape and method", e.B, e.Method, e.A)
 }
 
-// PatternError is a malformed path pattern.
-type PatternError struct {
-	Index   int
-	Pattern string
-	Msg     string
+// Table is a compiled set of routes. It is immutable and safe for
+// concurrent use.
+type Table struct {
+	routes []compiled       // by Spec index
+	exact  map[string]*node // by host
+	wild   map[string]*node // by suffix: ".example.com" for "*.example.com"
+	any    *node
 }
 
-func (e *PatternError) Error() string { return fmt.Sprintf("pattern %q: %s", e.Pattern, e.Msg) }
+type compiled struct {
+	host    string // canonical: "", "*.domain" or a name
+	methods []string
+	segs    []segment
+}
 
-type segKind uint8
-
-const (
-	segLiteral segKind = iota
-	segParam           // {name} or *
-	segRest            // **
-)
-
-type segment struct {
-	kind segKind
-	text string // literal text, or parameter name ("" for *)
+// node is a segment trie node: the routes whose pattern starts with the
+// segments that lead to it.
+type node struct {
+	literal map[string]*node
+	param   *node
+	end     []leaf // patterns that end here
+	rest    []leaf // patterns whose "**" starts here
 }
 
 type leaf struct {
 	index   int
 	methods []string // nil: any
-	names   []string // parameter names in order of capture ("" for *)
+	params  []paramAt
+}
+
+type paramAt struct {
+	seg  int // position in the path, from 0
+	name string
 }
 
 func (l *leaf) allows(method string) bool {
 	return l.methods == nil || slices.Contains(l.methods, method)
 }
 
-type node struct {
-	literal map[string]*node
-	param   *node
-	leaves  []leaf // routes ending here
-	rest    []leaf // routes ending here with "**"
-}
-
-func (n *node) child(s segment) *node {
-	switch s.kind {
-	case segLiteral:
-		if n.literal == nil {
-			n.literal = map[string]*node{}
-		}
-		c := n.literal[s.text]
-		if c == nil {
-			c = &node{}
-			n.literal[s.text] = c
-		}
-		return c
-	default:
-		if n.param == nil {
-			n.param = &node{}
-		}
-		return n.param
-	}
-}
-
-// Table is a compiled set of routes. It is immutable and safe for
-// concurrent use.
-type Table struct {
-	specs     []Spec
-	exact     map[string]*node
-	wildcards []wildcard // longest suffix first
-	any       *node
-}
-
-type wildcard struct {
-	suffix string // ".example.com"
-	root   *node
-}
-
-// parsePattern splits a pattern into segments.
-func parsePattern(p string) ([]segment, error) {
-	if p == "" || p[0] != '/' {
-		return nil, fmt.Errorf("must start with /")
-	}
-	if p == "/" {
-		return nil, nil
-	}
-	parts := strings.Split(p[1:], "/")
-	segs := make([]segment, 0, len(parts))
-	names := map[string]bool{}
-	for i, s := range parts {
-		switch {
-		case s == "**":
-			if i != len(parts)-1 {
-				return nil, fmt.Errorf("** may only be the last segment")
-			}
-			segs = append(segs, segment{kind: segRest})
-		case s == "*":
-			segs = append(segs, segment{kind: segParam})
-		case strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}"):
-			name := s[1 : len(s)-1]
-			if !validParamName(name) {
-				return nil, fmt.Errorf("bad parameter name %q: letters, digits and _", name)
-			}
-			if names[name] {
-				return nil, fmt.Errorf("parameter {%s} named twice", name)
-			}
-			names[name] = true
-			segs = append(segs, segment{kind: segParam, text: name})
-		case strings.ContainsAny(s, "{}*"):
-			return nil, fmt.Errorf("segment %q: a segment is either literal, a whole {param}, * or **", s)
-		case s == "" && i != len(parts)-1:
-			return nil, fmt.Errorf("empty segment (//)")
-		default:
-			if s != "" {
-				if n, err := NormalizePath("/" + s); err != nil || n != "/"+s {
-					return nil, fmt.Errorf("segment %q is not in canonical form (write it as the normalised request path would be)", s)
-				}
-			}
-			segs = append(segs, segment{kind: segLiteral, text: s})
+// pick returns the leaf that allows method; there is at most one.
+func pick(ls []leaf, method string) *leaf {
+	for i := range ls {
+		if ls[i].allows(method) {
+			return &ls[i]
 		}
 	}
-	if len(names) > MaxParams {
-		return nil, fmt.Errorf("more than %d parameters", MaxParams)
-	}
-	return segs, nil
+	return nil
 }
 
-func validParamName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
-func validHost(h string) bool {
-	if h == "" {
-		return true
-	}
-	h = strings.TrimPrefix(h, "*.")
-	if h == "" || strings.ContainsAny(h, "*/:") || h != strings.ToLower(h) {
-		return false
-	}
-	return true
-}
-
-// shape is the key under which two specs match exactly the same paths.
-func shape(segs []segment) string {
-	var b strings.Builder
-	for _, s := range segs {
-		b.WriteByte('/')
-		switch s.kind {
-		case segLiteral:
-			b.WriteString(s.text)
-		case segParam:
-			b.WriteString("{}")
-		case segRest:
-			b.WriteString("**")
-		}
-	}
-	return b.String()
-}
-
-// Compile builds a table. It refuses malformed patterns and two routes that
-// match the same requests (same host, same path shape, overlapping methods):
-// one of them could never match.
+// Compile builds a table from specs; Match reports matches by index into
+// specs. It refuses a malformed Spec with a *PatternError, and two specs
+// that match the same requests with an *OverlapError (see OverlapError):
+// one of them could never match. Two specs that differ only in disjoint
+// method lists are fine.
 func Compile(specs []Spec) (*Table, error) {
-	t := &Table{specs: specs, exact: map[string]*node{}, any: &node{}}
-	wild := map[string]*node{}
-	type seenKey struct{ host, shape string }
-	seen := map[seenKey][]int{}
+	t := &Table{
+		routes: make([]compiled, len(specs)),
+		exact:  map[string]*node{},
+		wild:   map[string]*node{},
+		any:    &node{},
+	}
+	type key struct{ host, shape string }
+	seen := map[key][]int{}
 	for i, sp := range specs {
+		host, err := parseHost(sp.Host)
+		if err != nil {
+			return nil, &PatternError{Index: i, Field: "host", Value: sp.Host, Msg: err.Error()}
+		}
+		methods, err := parseMethods(sp.Methods)
+		if err != nil {
+			return nil, &PatternError{Index: i, Field: "methods", Value: strings.Join(sp.Methods, ","), Msg: err.Error()}
+		}
 		segs, err := parsePattern(sp.Path)
 		if err != nil {
-			return nil, &PatternError{Index: i, Pattern: sp.Path, Msg: err.Error()}
+			return nil, &PatternError{Index: i, Field: "path", Value: sp.Path, Msg: err.Error()}
 		}
-		if !validHost(sp.Host) {
-			return nil, &PatternError{Index: i, Pattern: sp.Host, Msg: "bad host: want a lower-case name or *.domain"}
-		}
-		k := seenKey{sp.Host, shape(segs)}
+		k := key{host, shape(segs)}
 		for _, j := range seen[k] {
-			if m, ok := overlap(specs[j].Methods, sp.Methods); ok {
+			if m, ok := overlap(t.routes[j].methods, methods); ok {
 				return nil, &OverlapError{A: j, B: i, Method: m}
 			}
 		}
 		seen[k] = append(seen[k], i)
-
-		var root *node
-		switch {
-		case sp.Host == "":
-			root = t.any
-		case strings.HasPrefix(sp.Host, "*."):
-			suffix := sp.Host[1:]
-			if wild[suffix] == nil {
-				wild[suffix] = &node{}
-				t.wildcards = append(t.wildcards, wildcard{suffix: suffix, root: wild[suffix]})
-			}
-			root = wild[suffix]
-		default:
-			if t.exact[sp.Host] == nil {
-				t.exact[sp.Host] = &node{}
-			}
-			root = t.exact[sp.Host]
-		}
-		n := root
-		l := leaf{index: i}
-		if len(sp.Methods) > 0 {
-			l.methods = sp.Methods
-		}
-		rest := false
-		for _, s := range segs {
-			if s.kind == segRest {
-				rest = true
-				break
-			}
-			if s.kind == segParam {
-				l.names = append(l.names, s.text)
-			}
-			n = n.child(s)
-		}
-		if rest {
-			n.rest = insertLeaf(n.rest, l)
-		} else {
-			n.leaves = insertLeaf(n.leaves, l)
-		}
+		t.routes[i] = compiled{host: host, methods: methods, segs: segs}
+		t.insert(i)
 	}
-	slices.SortFunc(t.wildcards, func(a, b wildcard) int { return len(b.suffix) - len(a.suffix) })
 	return t, nil
 }
 
-// insertLeaf keeps routes with a method list before any-method routes.
-func insertLeaf(ls []leaf, l leaf) []leaf {
-	ls = append(ls, l)
-	slices.SortStableFunc(ls, func(a, b leaf) int {
-		switch {
-		case a.methods != nil && b.methods == nil:
-			return -1
-		case a.methods == nil && b.methods != nil:
-			return 1
+func (t *Table) insert(i int) {
+	r := &t.routes[i]
+	var n *node
+	switch {
+	case r.host == "":
+		n = t.any
+	case strings.HasPrefix(r.host, "*."):
+		n = rootFor(t.wild, r.host[1:])
+	default:
+		n = rootFor(t.exact, r.host)
+	}
+	l := leaf{index: i, methods: r.methods}
+	for k, s := range r.segs {
+		switch s.kind {
+		case segRest:
+			n.rest = addLeaf(n.rest, l)
+			return
+		case segParam:
+			if s.text != "" {
+				l.params = append(l.params, paramAt{seg: k, name: s.text})
+			}
+			if n.param == nil {
+				n.param = &node{}
+			}
+			n = n.param
+		case segLiteral:
+			if n.literal == nil {
+				n.literal = map[string]*node{}
+			}
+			c := n.literal[s.text]
+			if c == nil {
+				c = &node{}
+				n.literal[s.text] = c
+			}
+			n = c
 		}
-		return 0
-	})
-	return ls
+	}
+	n.end = addLeaf(n.end, l)
 }
 
+func rootFor(m map[string]*node, key string) *node {
+	n := m[key]
+	if n == nil {
+		n = &node{}
+		m[key] = n
+	}
+	return n
+}
+
+// addLeaf adds a leaf in Spec order. Compile has made sure at most one
+// leaf of a node accepts any given method.
+func addLeaf(ls []leaf, l leaf) []leaf { return append(ls, l) }
+
+// overlap returns a method both lists accept (nil accepts any).
 func overlap(a, b []string) (string, bool) {
 	switch {
-	case len(a) == 0 && len(b) == 0:
+	case a == nil && b == nil:
 		return "ANY", true
-	case len(a) == 0:
+	case a == nil:
 		return b[0], true
-	case len(b) == 0:
+	case b == nil:
 		return a[0], true
 	}
-	for _, m := range a {
-		if slices.Contains(b, m) {
+	for _, m := range b {
+		if slices.Contains(a, m) {
 			return m, true
 		}
 	}
 	return "", false
 }
 
-// Match finds the route for a request. host is lower case without port,
-// path is normalised (NormalizePath). The most specific route wins:
+// Match returns the index of the Spec that serves a request, or -1 and
+// false. host is the request's Host, matched without regard to case, port,
+// IPv6 brackets or a trailing dot; method is matched exactly; path must
+// already be normalised by NormalizePath. When params is not nil it is
+// reset and receives the named parameters of the match. Match does not
+// allocate unless more than eight parameters are captured.
 //
-//  1. host: an exact host's routes, then wildcard hosts (longest suffix
-//     first), then routes for any host; the first of these with a route
-//     matching path and method wins;
-//  2. path, segment by segment from the left: a literal segment beats
-//     {param} or *, which beat **;
-//  3. method: a route listing the method beats an any-method route.
+// The most specific route wins. In order:
 //
-// A route whose path matches but whose methods do not is passed over for a
-// less specific route that accepts the method.
+//  1. Host. Routes of the exact host are tried first, then those of the
+//     wildcard hosts that match, the longest domain first ("*.eu.example.com"
+//     before "*.example.com"), then the any-host routes. The first of these
+//     groups with a route accepting both path and method wins; a later group
+//     is consulted only when no route of an earlier one accepts the request.
+//  2. Path, compared segment by segment from the left: a literal segment
+//     beats "{name}" and "*" (equals), which beat "**". Where one pattern
+//     ends with the path and another's "**" matches no segment, the one that
+//     ends wins: "/orders" beats "/orders/**" for "/orders".
+//  3. Method: a route whose path matches but whose methods do not is
+//     passed over, and the request goes to the next most specific route
+//     that accepts its method. There are no ties to break by method:
+//     Compile refuses two routes with the same host and path shape whose
+//     methods overlap (an any-method route overlaps all others), so at
+//     most one route of a shape accepts a given method.
 func (t *Table) Match(host, method, path string, params *Params) (int, bool) {
 	if params != nil {
 		params.Reset()
 	}
-	if root := t.exact[host]; root != nil {
-		if i, ok := matchRoot(root, method, path, params); ok {
-			return i, true
-		}
-	}
-	for _, w := range t.wildcards {
-		if len(host) > len(w.suffix) && strings.HasSuffix(host, w.suffix) {
-			if i, ok := matchRoot(w.root, method, path, params); ok {
-				return i, true
-			}
-		}
-	}
-	return matchRoot(t.any, method, path, params)
-}
-
-func matchRoot(root *node, method, path string, params *Params) (int, bool) {
-	if path == "" || path[0] != '/' {
-		return 0, false
-	}
-	var caps [MaxParams]string
-	l := root.match(path[1:], path == "/", method, &caps, 0)
+	l := t.lookup(host, method, path)
 	if l == nil {
-		return 0, false
+		return -1, false
 	}
-	if params != nil {
-		for i, name := range l.names {
-			if name != "" {
-				params.names[params.n] = name
-				params.values[params.n] = caps[i]
-				params.n++
-			}
-		}
+	if params != nil && len(l.params) > 0 {
+		fill(params, l.params, path)
 	}
 	return l.index, true
 }
 
-// match walks the trie; rest is the path after the last consumed '/', and
-// done is set when no segment is left.
-func (n *node) match(rest string, done bool, method string, caps *[MaxParams]string, nc int) *leaf {
-	if done {
-		for i := range n.leaves {
-			if n.leaves[i].allows(method) {
-				return &n.leaves[i]
-			}
-		}
-		for i := range n.rest {
-			if n.rest[i].allows(method) {
-				return &n.rest[i]
-			}
-		}
+func (t *Table) lookup(host, method, path string) *leaf {
+	if path == "" || path[0] != '/' {
 		return nil
 	}
-	seg, next, more := strings.Cut(rest, "/")
-	if c := n.literal[seg]; c != nil {
-		if l := c.match(next, !more, method, caps, nc); l != nil {
+	h := hostOnly(host)
+	if len(h) <= maxHostLen && (len(t.exact) > 0 || len(t.wild) > 0) {
+		var buf [maxHostLen]byte
+		n := copy(buf[:], h)
+		for i := range n {
+			if c := buf[i]; c >= 'A' && c <= 'Z' {
+				buf[i] = c + 'a' - 'A'
+			}
+		}
+		if r := t.exact[string(buf[:n])]; r != nil {
+			if l := r.match(path, 1, method); l != nil {
+				return l
+			}
+		}
+		if len(t.wild) > 0 {
+			// Longest domain first; the dot at i > 0 leaves a label in front.
+			for i := 1; i < n; i++ {
+				if buf[i] != '.' {
+					continue
+				}
+				if r := t.wild[string(buf[i:n])]; r != nil {
+					if l := r.match(path, 1, method); l != nil {
+						return l
+					}
+				}
+			}
+		}
+	}
+	return t.any.match(path, 1, method)
+}
+
+// hostOnly strips a port, IPv6 brackets and a trailing dot.
+func hostOnly(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			return h[1:i]
+		}
+		return h
+	}
+	if i := strings.IndexByte(h, ':'); i >= 0 && strings.IndexByte(h[i+1:], ':') < 0 {
+		h = h[:i] // one colon: a port; more: an IPv6 address
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
+// match walks the trie depth first, most specific child first, so the
+// first leaf found is the most specific. i is the start of the next path
+// segment, or -1 when the path is consumed. Each node is visited at most
+// once per call, so the work is bounded by the size of the trie.
+func (n *node) match(path string, i int, method string) *leaf {
+	if i < 0 {
+		if l := pick(n.end, method); l != nil {
+			return l
+		}
+		return pick(n.rest, method)
+	}
+	seg, next := path[i:], -1
+	if j := strings.IndexByte(seg, '/'); j >= 0 {
+		seg, next = seg[:j], i+j+1
+	}
+	if n.literal != nil {
+		if c := n.literal[seg]; c != nil {
+			if l := c.match(path, next, method); l != nil {
+				return l
+			}
+		}
+	}
+	if n.param != nil && seg != "" {
+		if l := n.param.match(path, next, method); l != nil {
 			return l
 		}
 	}
-	if n.param != nil && seg != "" && nc < MaxParams {
-		caps[nc] = seg
-		if l := n.param.match(next, !more, method, caps, nc+1); l != nil {
-			return l
-		}
-	}
-	for i := range n.rest {
-		if n.rest[i].allows(method) {
-			return &n.rest[i]
-		}
-	}
-	return nil
+	return pick(n.rest, method)
 }
 
-// Candidate is one route's verdict for a request, for explaining a match.
-type Candidate struct {
-	Index   int
-	Matched bool   // the route that serves the request
-	Reason  string // why it does not, when it does not
-}
-
-// Explain says, for every route, whether it serves the request and why not.
-// It is for operators troubleshooting; it allocates freely.
-func (t *Table) Explain(host, method, path string) []Candidate {
-	winner, ok := t.Match(host, method, path, nil)
-	out := make([]Candidate, len(t.specs))
-	for i, sp := range t.specs {
-		c := Candidate{Index: i}
-		switch {
-		case ok && i == winner:
-			c.Matched = true
-		case !hostMatches(sp.Host, host):
-			c.Reason = "host mismatch"
-		default:
-			single, _ := Compile([]Spec{{Path: sp.Path}})
-			if _, pm := single.Match("", "", path, nil); !pm {
-				c.Reason = "path mismatch"
-				break
-			}
-			if len(sp.Methods) > 0 && !slices.Contains(sp.Methods, method) {
-				c.Reason = "method not allowed"
-			} else if ok {
-				c.Reason = fmt.Sprintf("less specific than route %d", winner)
-			} else {
-				c.Reason = "not selected"
-			}
+// fill captures the named parameters of a match.
+func fill(p *Params, at []paramAt, path string) {
+	k, start := 0, 1
+	for _, a := range at {
+		for ; k < a.seg; k++ {
+			start += strings.IndexByte(path[start:], '/') + 1
 		}
-		out[i] = c
+		seg := path[start:]
+		if j := strings.IndexByte(seg, '/'); j >= 0 {
+			seg = seg[:j]
+		}
+		p.add(a.name, seg)
 	}
-	return out
-}
-
-func hostMatches(pattern, host string) bool {
-	switch {
-	case pattern == "":
-		return true
-	case strings.HasPrefix(pattern, "*."):
-		return len(host) > len(pattern)-1 && strings.HasSuffix(host, pattern[1:])
-	}
-	return pattern == host
 }
