@@ -69,17 +69,18 @@ type Identity struct {
 // Provider is one trusted token issuer.
 type Provider struct {
 	Name           string   `yaml:"name" required:"true" doc:"Name used in logs and audit events."`
-	Type           string   `yaml:"type" required:"true" enum:"oidc,entra" doc:"oidc: any OpenID Connect issuer (discovery + JWKS). entra: Microsoft Entra ID."`
+	Type           string   `yaml:"type" required:"true" enum:"oidc,entra" doc:"oidc: any OpenID Connect issuer (discovery + JWKS). entra: Microsoft Entra ID, v1.0 and v2.0 tokens."`
 	Issuer         string   `yaml:"issuer" doc:"oidc: the issuer URL; discovery is read from {issuer}/.well-known/openid-configuration."`
-	Tenant         string   `yaml:"tenant" doc:"entra: tenant id, or organizations / common for multi-tenant apps."`
-	AllowedTenants []string `yaml:"allowed_tenants" doc:"entra multi-tenant: the tenants whose tokens are accepted."`
-	ClientID       string   `yaml:"client_id" doc:"entra: the API's application (client) id, used for default audiences."`
-	Audiences      []string `yaml:"audiences" doc:"Accepted aud values. A token must carry at least one."`
-	AuthorityHost  string   `yaml:"authority_host" doc:"entra: sovereign cloud or test authority, e.g. https://login.microsoftonline.us."`
+	Tenant         string   `yaml:"tenant" doc:"entra: tenant id (or verified domain), or organizations / common for multi-tenant apps."`
+	AllowedTenants []string `yaml:"allowed_tenants" doc:"entra multi-tenant (required there): the tenant ids whose tokens are accepted; [\"*\"] accepts every tenant."`
+	ClientID       string   `yaml:"client_id" doc:"entra: the API's application (client) id. Without audiences, v2.0 tokens must be for it and v1.0 tokens for api://{client_id}."`
+	Audiences      []string `yaml:"audiences" doc:"Accepted aud values. A token must carry at least one. Required for oidc; for entra, replaces the defaults from client_id."`
+	AuthorityHost  string   `yaml:"authority_host" doc:"entra: the cloud's sign-in URL (default https://login.microsoftonline.com), e.g. https://login.microsoftonline.us; http only on loopback, for tests."`
 	Algorithms     []string `yaml:"algorithms" default:"[RS256, PS256, ES256, EdDSA]" doc:"Accepted signature algorithms."`
 	ClockSkew      Duration `yaml:"clock_skew" default:"60s" doc:"Tolerance for exp, nbf and iat."`
 	MaxTokenBytes  int      `yaml:"max_token_bytes" default:"16384" doc:"Largest accepted token."`
 	JWKSRefresh    Duration `yaml:"jwks_refresh" default:"1h" doc:"How often keys are refreshed in the background."`
+	TokenCacheSize int      `yaml:"token_cache_size" default:"10000" doc:"Verified tokens remembered (by SHA-256) so a repeated token skips signature verification; an entry never outlives its token's exp or its signing key. 0 turns the cache off."`
 }
 
 // MTLS configures client-certificate workload identity.

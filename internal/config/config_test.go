@@ -83,6 +83,13 @@ services:
         allow: { roles: [Orders.Read] }
 `
 
+// withEntra is base with an entra provider instead of the oidc one, in
+// which from is replaced by to.
+func withEntra(from, to string) string {
+	p := strings.Replace("{ name: p, type: entra, tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, client_id: 6f1d4c9e-0000-0000-0000-000000000000 }", from, to, 1)
+	return strings.Replace(base, `{ name: p, type: oidc, issuer: "https://idp.example", audiences: [api] }`, p, 1)
+}
+
 func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -131,7 +138,13 @@ func TestLoadErrors(t *testing.T) {
 		{"client_auth without CA", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", tls: { cert_file: a, key_file: b, client_auth: require } }", 1), []string{"needs client_ca_file"}},
 		{"tls missing key", strings.Replace(base, "listen: { address: \":8443\" }", "listen: { address: \":8443\", tls: { cert_file: a } }", 1), []string{"listen.tls: missing required key \"key_file\""}},
 		{"countries without a GeoIP database", strings.Replace(base, "roles: [Orders.Read]", "countries: [DE, fr]", 1), []string{"allow.countries: countries need a GeoIP database", "allow.countries[1]: bad country \"fr\""}},
-		{"entra not yet", strings.Replace(base, "type: oidc", "type: entra", 1), []string{"type entra is not supported by this version"}},
+		{"entra with an issuer", strings.Replace(base, "type: oidc", "type: entra", 1), []string{"providers[0].issuer: issuer is only for type oidc", "missing required key \"tenant\" for type entra"}},
+		{"entra valid", withEntra("", ""), nil},
+		{"entra without client_id or audiences", withEntra(", client_id: 6f1d4c9e-0000-0000-0000-000000000000", ""), []string{"missing \"client_id\" or \"audiences\""}},
+		{"entra multi-tenant without allowed_tenants", withEntra("72f988bf-86f1-41af-91ab-2d7cd011db47", "organizations"), []string{"missing \"allowed_tenants\" for tenant organizations"}},
+		{"entra allowed_tenants on a single tenant", withEntra(" }", ", allowed_tenants: [72f988bf-86f1-41af-91ab-2d7cd011db47] }"), []string{"allowed_tenants is only for multi-tenant providers"}},
+		{"entra http authority", withEntra(" }", ", authority_host: http://login.example }"), []string{"authority_host: \"http://login.example\" must use https"}},
+		{"tenant on oidc", strings.Replace(base, "audiences: [api]", "audiences: [api], tenant: common", 1), []string{"providers[0].tenant: tenant is only for type entra"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

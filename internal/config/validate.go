@@ -115,6 +115,7 @@ func (v *validator) address(path, addr string) {
 
 func (v *validator) providers() {
 	seen := map[string]bool{}
+	issuers := map[string]string{} // what a provider verifies -> its name
 	for i, p := range v.c.Identity.Providers {
 		path := fmt.Sprintf("identity.providers[%d]", i)
 		if !nameRE.MatchString(p.Name) {
@@ -124,18 +125,33 @@ func (v *validator) providers() {
 			v.errorf(path+".name", "duplicate provider name %q", p.Name)
 		}
 		seen[p.Name] = true
+		var verifies string
 		switch p.Type {
 		case "entra":
-			v.errorf(path+".type", "type entra is not supported by this version of ztgate yet; use type oidc with the tenant's v2.0 issuer")
+			verifies = v.entraProvider(path, p)
 		case "oidc":
 			if p.Issuer == "" {
 				v.errorf(path, "missing required key \"issuer\" for type oidc")
 			} else {
 				v.secureURL(path+".issuer", p.Issuer)
+				verifies = "issuer " + p.Issuer
+			}
+			for _, k := range []struct {
+				key string
+				set bool
+			}{{"tenant", p.Tenant != ""}, {"allowed_tenants", len(p.AllowedTenants) > 0}, {"client_id", p.ClientID != ""}, {"authority_host", p.AuthorityHost != ""}} {
+				if k.set {
+					v.errorf(path+"."+k.key, "%s is only for type entra", k.key)
+				}
+			}
+			if len(p.Audiences) == 0 {
+				v.errorf(path, "missing \"audiences\": without an audience check any token from this issuer, for any application, would be accepted")
 			}
 		}
-		if len(p.Audiences) == 0 {
-			v.errorf(path, "missing \"audiences\": without an audience check any token from this issuer, for any application, would be accepted")
+		if other, dup := issuers[verifies]; dup && verifies != "" {
+			v.errorf(path, "provider %q already verifies the tokens of %s; a token is checked by one provider only", other, verifies)
+		} else if verifies != "" {
+			issuers[verifies] = p.Name
 		}
 		for j, a := range p.Audiences {
 			if a == "" {
@@ -159,7 +175,65 @@ func (v *validator) providers() {
 		if p.ClockSkew.D() > 600e9 {
 			v.errorf(path+".clock_skew", "must be at most 10m")
 		}
+		if p.TokenCacheSize < 0 || p.TokenCacheSize > 1_000_000 {
+			v.errorf(path+".token_cache_size", "must be between 0 (no cache) and 1000000")
+		}
 	}
+}
+
+var (
+	guidRE   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+)
+
+// entraProvider checks a provider of type entra and returns what it
+// verifies: the tenant on its authority host.
+func (v *validator) entraProvider(path string, p Provider) string {
+	if p.Issuer != "" {
+		v.errorf(path+".issuer", "issuer is only for type oidc: an entra provider's issuers follow from tenant and authority_host")
+	}
+	tenant := strings.ToLower(p.Tenant)
+	multi := tenant == "organizations" || tenant == "common"
+	switch {
+	case p.Tenant == "":
+		v.errorf(path, "missing required key \"tenant\" for type entra")
+	case multi:
+		if len(p.AllowedTenants) == 0 {
+			v.errorf(path, "missing \"allowed_tenants\" for tenant %s: list the tenant ids whose tokens are accepted, or [\"*\"] for every tenant", p.Tenant)
+		}
+	case guidRE.MatchString(p.Tenant) || domainRE.MatchString(tenant) || tenant == "consumers":
+		if len(p.AllowedTenants) > 0 {
+			v.errorf(path+".allowed_tenants", "allowed_tenants is only for multi-tenant providers (tenant organizations or common)")
+		}
+	default:
+		v.errorf(path+".tenant", "bad tenant %q: want a tenant id (GUID), a verified domain, organizations or common", p.Tenant)
+	}
+	for j, t := range p.AllowedTenants {
+		switch {
+		case t == "*" && len(p.AllowedTenants) > 1:
+			v.errorf(fmt.Sprintf("%s.allowed_tenants[%d]", path, j), "\"*\" accepts every tenant and stands alone")
+		case t != "*" && !guidRE.MatchString(t):
+			v.errorf(fmt.Sprintf("%s.allowed_tenants[%d]", path, j), "bad tenant id %q: want a GUID", t)
+		}
+	}
+	if p.ClientID != "" && !guidRE.MatchString(p.ClientID) {
+		v.errorf(path+".client_id", "bad client_id %q: want the application (client) id, a GUID", p.ClientID)
+	}
+	if len(p.Audiences) == 0 && p.ClientID == "" {
+		v.errorf(path, "missing \"client_id\" or \"audiences\": without an audience check any token from this tenant, for any application, would be accepted")
+	}
+	authority := "https://login.microsoftonline.com"
+	if p.AuthorityHost != "" {
+		v.secureURL(path+".authority_host", p.AuthorityHost)
+		if u, err := url.Parse(p.AuthorityHost); err == nil && strings.Trim(u.Path, "/") != "" {
+			v.errorf(path+".authority_host", "authority_host %q must have no path: the tenant is set by tenant", p.AuthorityHost)
+		}
+		authority = strings.TrimRight(strings.ToLower(p.AuthorityHost), "/")
+	}
+	if multi {
+		return "every tenant at " + authority
+	}
+	return "tenant " + tenant + " at " + authority
 }
 
 // secureURL checks an identity URL: https, or http only on a loopback host
