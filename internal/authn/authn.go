@@ -1,6 +1,7 @@
 // Package authn verifies who is calling: bearer tokens from OpenID Connect
-// providers, checked against their published keys. It turns a request's
-// credentials into an identity.Identity or a Failure with a stable reason.
+// providers and Microsoft Entra ID, checked against their published keys.
+// It turns a request's credentials into an identity.Identity or a Failure
+// with a stable reason.
 package authn
 
 import (
@@ -50,31 +51,66 @@ const (
 	ReasonIssuedInFuture       = "iat_in_future"
 	ReasonMissingSubject       = "missing_sub"
 	ReasonKeysUnavailable      = "keys_unavailable"
+	// Entra ID.
+	ReasonUnsupportedVersion = "unsupported_token_version"
+	ReasonMalformedTID       = "malformed_tid"
+	ReasonTIDMismatch        = "tid_mismatch"
+	ReasonTenantNotAllowed   = "tenant_not_allowed"
+	ReasonKeyIssuerMismatch  = "key_issuer_mismatch"
 )
 
 func fail(reason, desc string, err error) *Failure {
 	return &Failure{Status: http.StatusUnauthorized, Reason: reason, Description: desc, Err: err}
 }
 
-// Verifier verifies one kind of token.
+// Verifier verifies the tokens of one provider.
 type Verifier interface {
-	// Issuer is the exact iss value the verifier accepts.
-	Issuer() string
+	// Match reports how well the verifier fits tokens of issuer iss.
+	Match(iss string) Match
 	Verify(ctx context.Context, token string) (*identity.Identity, *Failure)
+}
+
+// Match is how well a verifier fits a token's issuer. A token goes to the
+// verifier that fits it best; among equals, to the first configured.
+type Match int
+
+// The degrees of fit, worst first.
+const (
+	NoMatch Match = iota
+	// MatchOther: an issuer the verifier knows only to refuse, with a
+	// precise reason (another Entra ID tenant on a single-tenant provider).
+	MatchOther
+	// MatchTemplate: one of the many issuers a multi-tenant provider
+	// accepts.
+	MatchTemplate
+	// MatchExact: the verifier's own issuer.
+	MatchExact
+)
+
+// cachingVerifier remembers the tokens it verified by their SHA-256, so the
+// authenticator hashes a token once and answers a repeated one before
+// decoding it.
+type cachingVerifier interface {
+	caches() bool // false when the cache is turned off
+	cached(k [32]byte) (*identity.Identity, bool)
+	verifyHashed(ctx context.Context, token string, k [32]byte) (*identity.Identity, *Failure)
 }
 
 // Authenticator picks the verifier for a request's credentials.
 type Authenticator struct {
-	byIssuer map[string]Verifier
-	maxToken int
+	verifiers []Verifier
+	caching   []cachingVerifier
+	maxToken  int
 }
 
 // NewAuthenticator returns an authenticator over the given verifiers.
 // maxToken bounds the size of any bearer token before it is decoded.
 func NewAuthenticator(maxToken int, vs ...Verifier) *Authenticator {
-	a := &Authenticator{byIssuer: map[string]Verifier{}, maxToken: maxToken}
+	a := &Authenticator{verifiers: vs, maxToken: maxToken}
 	for _, v := range vs {
-		a.byIssuer[v.Issuer()] = v
+		if c, ok := v.(cachingVerifier); ok && c.caches() {
+			a.caching = append(a.caching, c)
+		}
 	}
 	return a
 }
@@ -86,18 +122,41 @@ func (a *Authenticator) Authenticate(r *http.Request) (*identity.Identity, *Fail
 	if f != nil {
 		return nil, f
 	}
+	return a.AuthenticateToken(r.Context(), token)
+}
+
+// AuthenticateToken verifies a bearer token already taken from a request.
+func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (*identity.Identity, *Failure) {
 	if len(token) > a.maxToken {
 		return nil, fail(ReasonTokenTooLarge, fmt.Sprintf("token larger than %d bytes", a.maxToken), nil)
+	}
+	var k [32]byte
+	if len(a.caching) > 0 {
+		k = tokenKey(token)
+		for _, c := range a.caching {
+			if id, ok := c.cached(k); ok {
+				return id, nil
+			}
+		}
 	}
 	iss, err := peekIssuer(token)
 	if err != nil {
 		return nil, fail(ReasonMalformedToken, "the token is not a well-formed JWT", err)
 	}
-	v, ok := a.byIssuer[iss]
-	if !ok {
+	var best Verifier
+	bestMatch := NoMatch
+	for _, v := range a.verifiers {
+		if m := v.Match(iss); m > bestMatch {
+			best, bestMatch = v, m
+		}
+	}
+	if best == nil {
 		return nil, fail(ReasonWrongIssuer, "the token's issuer is not trusted", fmt.Errorf("issuer %q", iss))
 	}
-	return v.Verify(r.Context(), token)
+	if c, ok := best.(cachingVerifier); ok && c.caches() {
+		return c.verifyHashed(ctx, token, k)
+	}
+	return best.Verify(ctx, token)
 }
 
 // BearerToken extracts the bearer token from the Authorization header. A

@@ -78,12 +78,31 @@ func newTestIssuer(t testing.TB) *testIssuer {
 	return ti
 }
 
+// publishOnly makes the issuer's key set the single public key pub, as kid.
+func (ti *testIssuer) publishOnly(t testing.TB, pub any, kid string) {
+	t.Helper()
+	k, err := jwk.Import(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = k.Set(jwk.KeyIDKey, kid)
+	set := jwk.NewSet()
+	_ = set.AddKey(k)
+	ti.keys.Store(&set)
+}
+
 func (ti *testIssuer) claims() map[string]any {
 	now := time.Now()
 	return map[string]any{"iss": ti.srv.URL, "aud": "api", "sub": "alice", "exp": now.Add(time.Hour).Unix(), "iat": now.Unix(), "roles": []string{"Orders.Read"}}
 }
 
 func (ti *testIssuer) sign(t testing.TB, alg string, key any, hdr map[string]any, claims map[string]any) string {
+	t.Helper()
+	return signToken(t, alg, key, hdr, claims)
+}
+
+// signToken signs claims under alg with key and the given header members.
+func signToken(t testing.TB, alg string, key any, hdr map[string]any, claims map[string]any) string {
 	t.Helper()
 	payload, _ := json.Marshal(claims)
 	h := jws.NewHeaders()
@@ -204,6 +223,21 @@ func TestVerifyHostile(t *testing.T) {
 		{"JWE five parts", parts[0] + "." + parts[1] + "." + parts[2] + ".a.b", ReasonMalformedToken},
 		{"two parts", parts[0] + "." + parts[1], ReasonMalformedToken},
 		{"nested JWT as payload", signRaw(t, ti.rsaKey, "rsa1", valid), ReasonMalformedToken},
+		{"x5c header (a key chosen by the token)", b64(map[string]any{"alg": "RS256", "kid": "rsa1", "x5c": []string{"MIIB"}}) + "." + parts[1] + "." + parts[2], ReasonForbiddenHeader},
+		{"zip header", ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1", "zip": "DEF"}, good), ReasonForbiddenHeader},
+		{"PS256 signature under an RS256 header", func() string {
+			ps := strings.Split(ti.sign(t, "PS256", ti.rsaKey, rsaHdr, good), ".")
+			return parts[0] + "." + parts[1] + "." + ps[2]
+		}(), ReasonBadSignature},
+		{"signature stripped", parts[0] + "." + parts[1] + ".", ReasonMalformedToken},
+		{"header is a JSON array", b64(`["RS256"]`) + "." + parts[1] + "." + parts[2], ReasonMalformedToken},
+		{"payload not base64url", parts[0] + ".e30+." + parts[2], ReasonMalformedToken},
+		{"nbf not a number", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("nbf", "now")), ReasonMalformedToken},
+		{"exp beyond any real date", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("exp", 1e12)), ReasonMalformedToken},
+		{"audience not a string", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("aud", 42)), ReasonWrongAudience},
+		{"audience only in a nested list", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("aud", []any{[]string{"api"}})), ReasonWrongAudience},
+		{"empty subject", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("sub", "")), ReasonMissingSubject},
+		{"issuer with a trailing slash", ti.sign(t, "RS256", ti.rsaKey, rsaHdr, with("iss", ti.srv.URL+"/")), ReasonWrongIssuer},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -270,7 +304,9 @@ func TestNoKeysFailsClosed(t *testing.T) {
 func TestUnknownKIDRefreshIsRateLimited(t *testing.T) {
 	ti := newTestIssuer(t)
 	now := time.Now()
-	o := NewOIDC(OIDCConfig{Name: "t", Issuer: ti.srv.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256"}, Refresh: time.Hour, Now: func() time.Time { return now }})
+	// The clock skew covers the tokens' iat: real time runs on while the
+	// fake clock is only moved by hand.
+	o := NewOIDC(OIDCConfig{Name: "t", Issuer: ti.srv.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256"}, ClockSkew: time.Minute, Refresh: time.Hour, Now: func() time.Time { return now }})
 	if err := o.refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}

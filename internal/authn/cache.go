@@ -23,9 +23,10 @@ type tokenCache struct {
 }
 
 type cacheEntry struct {
-	id  *identity.Identity
-	exp time.Time // the token's exp plus the clock skew
-	kid string
+	id   *identity.Identity
+	exp  time.Time // the token's exp plus the clock skew
+	ring *keyring  // whose key signed the token
+	key  [32]byte  // the signing key's thumbprint
 }
 
 func newTokenCache(max int) *tokenCache {
@@ -75,12 +76,13 @@ func (c *tokenCache) put(k [32]byte, e cacheEntry, now time.Time) {
 	c.entries[k] = e
 }
 
-// dropKeys removes the entries signed by keys no longer published.
-func (c *tokenCache) dropKeys(keep func(kid string) bool) {
+// dropKeys removes the entries signed by keys of ring that its new key set
+// no longer publishes.
+func (c *tokenCache) dropKeys(ring *keyring, set *keySet) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, e := range c.entries {
-		if !keep(e.kid) {
+		if e.ring == ring && !set.has(e.key) {
 			delete(c.entries, k)
 		}
 	}

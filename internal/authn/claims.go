@@ -1,7 +1,6 @@
 package authn
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -76,24 +75,16 @@ func normalizeValue(v any) any {
 // FromConfig builds the verifier of a configured provider. Its keys load on
 // first use; Run keeps them fresh.
 func FromConfig(p config.Provider, logger *slog.Logger) *OIDC {
-	return NewOIDC(OIDCConfig{
+	cfg := OIDCConfig{
 		Name: p.Name, Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms,
 		ClockSkew: p.ClockSkew.D(), Refresh: p.JWKSRefresh.D(), Logger: logger,
-	})
-}
-
-// AuthenticateToken verifies a bearer token already taken from a request.
-func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (*identity.Identity, *Failure) {
-	if len(token) > a.maxToken {
-		return nil, fail(ReasonTokenTooLarge, fmt.Sprintf("token larger than %d bytes", a.maxToken), nil)
+		CacheSize: p.TokenCacheSize,
 	}
-	iss, err := peekIssuer(token)
-	if err != nil {
-		return nil, fail(ReasonMalformedToken, "the token is not a well-formed JWT", err)
+	if p.TokenCacheSize == 0 {
+		cfg.CacheSize = -1 // token_cache_size: 0 turns the cache off
 	}
-	v, ok := a.byIssuer[iss]
-	if !ok {
-		return nil, fail(ReasonWrongIssuer, "the token's issuer is not trusted", fmt.Errorf("issuer %q", iss))
+	if p.Type == "entra" {
+		cfg.Entra = &EntraConfig{Tenant: p.Tenant, AllowedTenants: p.AllowedTenants, ClientID: p.ClientID, AuthorityHost: p.AuthorityHost}
 	}
-	return v.Verify(ctx, token)
+	return NewOIDC(cfg)
 }

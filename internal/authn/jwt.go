@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/ztgate/ztgate/internal/identity"
@@ -102,57 +101,86 @@ func peekIssuer(token string) (string, error) {
 	return c.Iss, nil
 }
 
+// parsed is a token split and decoded. Nothing in it is trusted until its
+// signature verifies; before that the claims only choose the keys.
+type parsed struct {
+	header header
+	claims map[string]any
+}
+
+// parse checks a token's compact form and header against the allowed
+// algorithms, and decodes its claims, strictly.
+func parse(token string, algorithms []string) (*parsed, *Failure) {
+	hp, pp, _, err := splitToken(token)
+	if err != nil {
+		return nil, fail(ReasonMalformedToken, "the token is not a well-formed JWT", err)
+	}
+	hraw, err := decodePart(hp)
+	if err != nil {
+		return nil, fail(ReasonMalformedToken, "the token header is not base64url", err)
+	}
+	hm, err := decodeJSONObject(hraw)
+	if err != nil {
+		return nil, fail(ReasonMalformedToken, "the token header is not a JSON object", err)
+	}
+	for _, k := range forbiddenHeaders {
+		if _, ok := hm[k]; ok {
+			return nil, fail(ReasonForbiddenHeader, fmt.Sprintf("the token header member %q is refused", k), nil)
+		}
+	}
+	var p parsed
+	_ = json.Unmarshal(hraw, &p.header)
+	h := &p.header
+	if h.Alg == "" || strings.EqualFold(h.Alg, "none") || !slices.Contains(algorithms, h.Alg) {
+		return nil, fail(ReasonAlgNotAllowed, "the token's signature algorithm is not allowed", fmt.Errorf("alg %q", h.Alg))
+	}
+	if t := strings.ToLower(h.Typ); t != "" && t != "jwt" && t != "at+jwt" && t != "application/at+jwt" {
+		return nil, fail(ReasonWrongType, "the token type is not a JWT access token", fmt.Errorf("typ %q", h.Typ))
+	}
+	praw, err := decodePart(pp)
+	if err != nil {
+		return nil, fail(ReasonMalformedToken, "the token payload is not base64url", err)
+	}
+	if p.claims, err = decodeJSONObject(praw); err != nil {
+		return nil, fail(ReasonMalformedToken, "the token payload is not a JSON object", err)
+	}
+	return &p, nil
+}
+
 // checkKey refuses a key whose type does not fit the algorithm (algorithm
-// confusion) or that is too weak.
-func checkKey(alg string, key jwk.Key) (any, *Failure) {
-	var raw any
-	if err := jwk.Export(key, &raw); err != nil {
-		return nil, fail(ReasonKeyMismatch, "the signing key cannot be used", err)
+// confusion) or that is not meant for signatures. Weak keys never get this
+// far: the key set refuses them when it loads.
+func checkKey(alg string, key *signingKey) *Failure {
+	if ka, ok := key.jwk.Algorithm(); ok && ka.String() != "" && ka.String() != alg {
+		return fail(ReasonKeyMismatch, "the token's algorithm does not match its key", fmt.Errorf("key alg %s, token alg %s", ka, alg))
 	}
-	if ka, ok := key.Algorithm(); ok && ka.String() != "" && ka.String() != alg {
-		return nil, fail(ReasonKeyMismatch, "the token's algorithm does not match its key", fmt.Errorf("key alg %s, token alg %s", ka, alg))
+	if u, ok := key.jwk.KeyUsage(); ok && u != "" && u != "sig" {
+		return fail(ReasonKeyMismatch, "the key is not a signing key", fmt.Errorf("use %q", u))
 	}
-	if u, ok := key.KeyUsage(); ok && u != "" && u != "sig" {
-		return nil, fail(ReasonKeyMismatch, "the key is not a signing key", fmt.Errorf("use %q", u))
-	}
-	mismatch := fail(ReasonKeyMismatch, "the token's algorithm does not match its key", fmt.Errorf("alg %s with key %T", alg, raw))
-	switch k := raw.(type) {
+	ok := false
+	switch k := key.pub.(type) {
 	case *rsa.PublicKey:
-		if alg[:2] != "RS" && alg[:2] != "PS" {
-			return nil, mismatch
-		}
-		if k.N.BitLen() < 2048 {
-			return nil, fail(ReasonWeakKey, "the signing key is too weak", fmt.Errorf("RSA %d bits", k.N.BitLen()))
-		}
+		ok = alg[:2] == "RS" || alg[:2] == "PS"
 	case *ecdsa.PublicKey:
 		want := map[string]string{"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[alg]
-		if want == "" || k.Curve.Params().Name != want {
-			return nil, mismatch
-		}
+		ok = want != "" && k.Curve.Params().Name == want
 	case ed25519.PublicKey:
-		if alg != "EdDSA" {
-			return nil, mismatch
-		}
-	default:
-		return nil, mismatch
+		ok = alg == "EdDSA"
 	}
-	return raw, nil
+	if !ok {
+		return fail(ReasonKeyMismatch, "the token's algorithm does not match its key", fmt.Errorf("alg %s with key %T", alg, key.pub))
+	}
+	return nil
 }
 
 // verifySignature checks the token's signature with key under alg.
-func verifySignature(token, alg string, key any) ([]byte, error) {
+func verifySignature(token, alg string, key any) error {
 	a, ok := jwa.LookupSignatureAlgorithm(alg)
 	if !ok {
-		return nil, fmt.Errorf("unknown algorithm %q", alg)
+		return fmt.Errorf("unknown algorithm %q", alg)
 	}
-	return jws.Verify([]byte(token), jws.WithKey(a, key), jws.WithCompact())
-}
-
-// claimsCheck are the registered-claim rules of one provider.
-type claimsCheck struct {
-	issuer    string
-	audiences []string
-	skew      time.Duration
+	_, err := jws.Verify([]byte(token), jws.WithKey(a, key), jws.WithCompact())
+	return err
 }
 
 func numericDate(v any) (time.Time, bool) {
@@ -167,10 +195,9 @@ func numericDate(v any) (time.Time, bool) {
 	return time.Unix(int64(f), 0), true
 }
 
-func (c *claimsCheck) check(claims map[string]any, now time.Time) (time.Time, *Failure) {
-	if iss, _ := claims["iss"].(string); iss != c.issuer {
-		return time.Time{}, fail(ReasonWrongIssuer, "the token's issuer is not trusted", fmt.Errorf("iss %q", iss))
-	}
+// checkTimes checks exp (required), nbf and iat against now, with skew
+// either way; it returns exp.
+func checkTimes(claims map[string]any, now time.Time, skew time.Duration) (time.Time, *Failure) {
 	expV, ok := claims["exp"]
 	if !ok {
 		return time.Time{}, fail(ReasonMissingExp, "the token has no expiry", nil)
@@ -179,7 +206,7 @@ func (c *claimsCheck) check(claims map[string]any, now time.Time) (time.Time, *F
 	if !ok {
 		return time.Time{}, fail(ReasonMalformedToken, "exp is not a date", nil)
 	}
-	if !now.Before(exp.Add(c.skew)) {
+	if !now.Before(exp.Add(skew)) {
 		return time.Time{}, fail(ReasonTokenExpired, "the token has expired", nil)
 	}
 	if v, ok := claims["nbf"]; ok {
@@ -187,7 +214,7 @@ func (c *claimsCheck) check(claims map[string]any, now time.Time) (time.Time, *F
 		if !ok {
 			return time.Time{}, fail(ReasonMalformedToken, "nbf is not a date", nil)
 		}
-		if now.Add(c.skew).Before(nbf) {
+		if now.Add(skew).Before(nbf) {
 			return time.Time{}, fail(ReasonNotYetValid, "the token is not valid yet", nil)
 		}
 	}
@@ -196,10 +223,15 @@ func (c *claimsCheck) check(claims map[string]any, now time.Time) (time.Time, *F
 		if !ok {
 			return time.Time{}, fail(ReasonMalformedToken, "iat is not a date", nil)
 		}
-		if now.Add(c.skew).Before(iat) {
+		if now.Add(skew).Before(iat) {
 			return time.Time{}, fail(ReasonIssuedInFuture, "the token was issued in the future", nil)
 		}
 	}
+	return exp, nil
+}
+
+// checkAudience requires one of the token's aud values to be accepted.
+func checkAudience(claims map[string]any, accepted []string) *Failure {
 	var auds []string
 	switch a := claims["aud"].(type) {
 	case string:
@@ -211,13 +243,10 @@ func (c *claimsCheck) check(claims map[string]any, now time.Time) (time.Time, *F
 			}
 		}
 	}
-	if !slices.ContainsFunc(auds, func(a string) bool { return a != "" && slices.Contains(c.audiences, a) }) {
-		return time.Time{}, fail(ReasonWrongAudience, "the token is not meant for this API", fmt.Errorf("aud %v", auds))
+	if !slices.ContainsFunc(auds, func(a string) bool { return a != "" && slices.Contains(accepted, a) }) {
+		return fail(ReasonWrongAudience, "the token is not meant for this API", fmt.Errorf("aud %v", auds))
 	}
-	if sub, _ := claims["sub"].(string); sub == "" {
-		return time.Time{}, fail(ReasonMissingSubject, "the token has no subject", nil)
-	}
-	return exp, nil
+	return nil
 }
 
 // identityFromClaims maps verified claims to an identity.
@@ -239,31 +268,38 @@ func identityFromClaims(provider string, claims map[string]any, exp time.Time) *
 		return nil
 	}
 	id := &identity.Identity{
-		Provider:  provider,
-		Issuer:    str("iss"),
-		Subject:   str("sub"),
-		Tenant:    str("tid"),
-		ObjectID:  str("oid"),
-		Name:      firstNonEmpty(str("name"), str("preferred_username"), str("email")),
-		Roles:     list("roles"),
-		Groups:    list("groups"),
-		AMR:       list("amr"),
-		Claims:    claims,
-		ExpiresAt: exp,
+		Provider:           provider,
+		Issuer:             str("iss"),
+		Subject:            str("sub"),
+		Tenant:             str("tid"),
+		ObjectID:           str("oid"),
+		AppID:              firstNonEmpty(str("azp"), str("appid"), str("client_id")),
+		Name:               firstNonEmpty(str("name"), str("preferred_username"), str("upn"), str("unique_name"), str("email")),
+		Roles:              list("roles"),
+		Scopes:             list("scp"),
+		Groups:             list("groups"),
+		AMR:                list("amr"),
+		ACRS:               list("acrs"),
+		WIDS:               list("wids"),
+		ClientCapabilities: list("xms_cc"),
+		Claims:             claims,
+		ExpiresAt:          exp,
 	}
-	id.AppID = firstNonEmpty(str("azp"), str("appid"), str("client_id"))
-	id.Scopes = list("scp")
-	if id.Scopes == nil {
+	if _, ok := claims["scp"]; !ok {
 		id.Scopes = list("scope")
 	}
+	// An application's own token (client credentials) says so in idtyp
+	// when the API asks for it; without it, Entra ID's app tokens have no
+	// scp and carry the service principal's object id as sub, and other
+	// providers put the client id in sub.
+	idtyp := str("idtyp")
+	_, delegated := claims["scp"]
 	switch {
-	case str("idtyp") == "app":
+	case idtyp == "app":
 		id.Type = identity.App
-	case str("idtyp") == "user":
+	case idtyp != "" || delegated:
 		id.Type = identity.User
-	case claims["scp"] != nil:
-		id.Type = identity.User
-	case id.AppID != "" && id.AppID == id.Subject:
+	case id.ObjectID != "" && id.ObjectID == id.Subject, id.AppID != "" && id.AppID == id.Subject:
 		id.Type = identity.App
 	default:
 		id.Type = identity.User

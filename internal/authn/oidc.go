@@ -2,36 +2,25 @@ package authn
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/ztgate/ztgate/internal/identity"
 )
 
-// Bounds on what an identity provider may send.
-const (
-	maxMetadataBytes = 1 << 20
-	// unknownKIDRefresh is the least time between refreshes triggered by a
-	// token with an unknown key id (Microsoft's rollover guidance: at most
-	// once per five minutes), so hostile tokens cannot hammer the provider.
-	unknownKIDRefresh = 5 * time.Minute
-)
-
-// OIDCConfig configures an OpenID Connect verifier.
+// OIDCConfig configures a verifier of one OpenID Connect provider.
 type OIDCConfig struct {
-	Name       string
-	Issuer     string
+	Name string
+	// Issuer is the exact iss a plain OpenID Connect provider's tokens
+	// carry; discovery is read from {Issuer}/.well-known/openid-configuration.
+	Issuer string
+	// Entra, when set, makes the verifier one of Microsoft Entra ID, whose
+	// issuers follow from the tenant; Issuer is then unused.
+	Entra      *EntraConfig
 	Audiences  []string
 	Algorithms []string
 	ClockSkew  time.Duration
@@ -44,32 +33,40 @@ type OIDCConfig struct {
 	CacheSize int
 }
 
-// OIDC verifies tokens of one OpenID Connect issuer, with its keys read
-// through discovery and kept fresh in the background. When a refresh fails
-// the last good keys keep serving; with no keys at all every token is
-// refused (fail closed).
+// OIDC verifies the tokens of one OpenID Connect provider: a plain issuer,
+// or Microsoft Entra ID with its two token versions and multi-tenant rules.
+// Its keys are read through discovery and kept fresh in the background;
+// when a refresh fails the last good keys keep serving, and with no keys at
+// all every token is refused (fail closed).
 type OIDC struct {
-	cfg    OIDCConfig
-	checks claimsCheck
-
-	mu          sync.RWMutex
-	keys        *keySet
-	loadedAt    time.Time
-	lastErr     error
-	lastRefresh time.Time // last refresh attempt (any cause)
-	// lastKIDRefresh is the last refresh an unknown key id caused. Only
-	// these count against the 5-minute allowance, so a key rotated in right
-	// after a scheduled refresh is picked up at once, while hostile tokens
-	// still cause at most one fetch per 5 minutes.
-	lastKIDRefresh time.Time
-	refreshing     chan struct{}
-
-	cache *tokenCache // nil: disabled
+	cfg     OIDCConfig
+	profile profile
+	cache   *tokenCache // nil: disabled
 }
 
-var _ Verifier = (*OIDC)(nil)
+// profile is what sets one kind of provider apart: which keys sign a token,
+// and which issuer and audiences it must carry.
+type profile interface {
+	rings() []*keyring
+	// pick chooses the keys for a token from its claims, not yet verified.
+	pick(claims map[string]any) (*keyring, *Failure)
+	// checkIssuer checks a verified token's issuer, against the metadata
+	// of set and the key that signed it.
+	checkIssuer(claims map[string]any, set *keySet, key *signingKey) *Failure
+	// audiences are the aud values a verified token may carry.
+	audiences(claims map[string]any) []string
+	match(iss string) Match
+}
 
-// NewOIDC returns a verifier; Start loads its keys.
+var (
+	_ Verifier        = (*OIDC)(nil)
+	_ cachingVerifier = (*OIDC)(nil)
+	_ profile         = (*issuerProfile)(nil)
+	_ profile         = (*entra)(nil)
+)
+
+// NewOIDC returns a verifier; its keys load on first use, and Run keeps
+// them fresh.
 func NewOIDC(cfg OIDCConfig) *OIDC {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 10 * time.Second}
@@ -80,24 +77,55 @@ func NewOIDC(cfg OIDCConfig) *OIDC {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	o := &OIDC{cfg: cfg, checks: claimsCheck{issuer: cfg.Issuer, audiences: cfg.Audiences, skew: cfg.ClockSkew}}
+	o := &OIDC{cfg: cfg}
 	switch {
 	case cfg.CacheSize == 0:
 		o.cache = newTokenCache(DefaultCacheSize)
 	case cfg.CacheSize > 0:
 		o.cache = newTokenCache(cfg.CacheSize)
 	}
+	ring := func(discovery string, checkIssuer func(string) error) *keyring {
+		return &keyring{
+			provider: cfg.Name, discovery: discovery, checkIssuer: checkIssuer,
+			client: cfg.Client, logger: cfg.Logger, now: cfg.Now, changed: o.keysChanged,
+		}
+	}
+	if cfg.Entra != nil {
+		o.profile = newEntra(*cfg.Entra, cfg.Audiences, ring)
+	} else {
+		o.profile = &issuerProfile{
+			issuer: cfg.Issuer,
+			auds:   cfg.Audiences,
+			ring:   ring(strings.TrimSuffix(cfg.Issuer, "/")+"/.well-known/openid-configuration", exactIssuer(cfg.Issuer)),
+		}
+	}
 	return o
 }
 
-// Issuer returns the issuer this verifier accepts.
-func (o *OIDC) Issuer() string { return o.cfg.Issuer }
+// keysChanged drops the cached tokens whose signing key ring no longer
+// publishes.
+func (o *OIDC) keysChanged(ring *keyring, set *keySet) {
+	if o.cache != nil {
+		o.cache.dropKeys(ring, set)
+	}
+}
 
-// Ready reports whether keys are loaded, and the last refresh error.
+// Match reports how well the verifier fits tokens of issuer iss.
+func (o *OIDC) Match(iss string) Match { return o.profile.match(iss) }
+
+// Ready reports whether every key set is loaded, and the last refresh
+// errors.
 func (o *OIDC) Ready() (bool, error) {
-	o.mu.RLock()
-	defer o.mu.RUnlock()
-	return o.keys != nil, o.lastErr
+	all := true
+	var errs []error
+	for _, r := range o.profile.rings() {
+		ok, err := r.ready()
+		all = all && ok
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return all, errors.Join(errs...)
 }
 
 // Run loads the keys and refreshes them until ctx ends. A failed load is
@@ -122,190 +150,15 @@ func (o *OIDC) Run(ctx context.Context) {
 	}
 }
 
-// refresh fetches discovery and keys; only one refresh runs at a time and
-// concurrent callers wait for it.
+// refresh reloads every key set.
 func (o *OIDC) refresh(ctx context.Context) error {
-	o.mu.Lock()
-	if ch := o.refreshing; ch != nil {
-		o.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		o.mu.RLock()
-		defer o.mu.RUnlock()
-		return o.lastErr
-	}
-	ch := make(chan struct{})
-	o.refreshing = ch
-	o.lastRefresh = o.cfg.Now()
-	o.mu.Unlock()
-
-	set, err := o.fetchKeys(ctx)
-
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.refreshing = nil
-	close(ch)
-	o.lastErr = err
-	if err == nil {
-		o.keys = set
-		o.loadedAt = o.cfg.Now()
-		if o.cache != nil {
-			o.cache.dropKeys(func(kid string) bool { _, ok := findKey(set.set, kid); return ok })
+	var errs []error
+	for _, r := range o.profile.rings() {
+		if err := r.refresh(ctx); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return err
-}
-
-func (o *OIDC) getJSON(ctx context.Context, u string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := o.cfg.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes+1))
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
-	}
-	if len(body) > maxMetadataBytes {
-		return fmt.Errorf("GET %s: response larger than %d bytes", u, maxMetadataBytes)
-	}
-	if raw, ok := v.(*[]byte); ok {
-		*raw = body
-		return nil
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
-	}
-	return nil
-}
-
-func (o *OIDC) fetchKeys(ctx context.Context) (*keySet, error) {
-	var meta struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
-	}
-	discovery := strings.TrimSuffix(o.cfg.Issuer, "/") + "/.well-known/openid-configuration"
-	if err := o.getJSON(ctx, discovery, &meta); err != nil {
-		return nil, fmt.Errorf("discovery: %w", err)
-	}
-	if meta.Issuer != o.cfg.Issuer {
-		return nil, fmt.Errorf("discovery: issuer %q does not match the configured issuer %q", meta.Issuer, o.cfg.Issuer)
-	}
-	u, err := url.Parse(meta.JWKSURI)
-	if err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
-		return nil, fmt.Errorf("discovery: jwks_uri %q must be https", meta.JWKSURI)
-	}
-	var raw []byte
-	if err := o.getJSON(ctx, meta.JWKSURI, &raw); err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
-	}
-	return parseKeySet(raw, o.cfg.Logger, o.cfg.Name)
-}
-
-// keySet is a provider's usable keys, and the ids of the keys it published
-// that were refused (too weak, malformed), so a token naming one gets a
-// precise reason instead of unknown_kid.
-type keySet struct {
-	set      jwk.Set
-	rejected map[string]error
-}
-
-// parseKeySet parses each key on its own: one bad key in a provider's set
-// must not make the good ones unusable.
-func parseKeySet(raw []byte, logger *slog.Logger, provider string) (*keySet, error) {
-	var doc struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
-	}
-	ks := &keySet{set: jwk.NewSet(), rejected: map[string]error{}}
-	for i, kr := range doc.Keys {
-		k, err := jwk.ParseKey(kr)
-		if err != nil {
-			var id struct {
-				Kid string `json:"kid"`
-			}
-			_ = json.Unmarshal(kr, &id)
-			ks.rejected[id.Kid] = err
-			logger.Warn("identity provider published an unusable key; ignoring it", "provider", provider, "index", i, "kid", id.Kid, "error", err)
-			continue
-		}
-		if err := ks.set.AddKey(k); err != nil {
-			return nil, fmt.Errorf("keys: %w", err)
-		}
-	}
-	if ks.set.Len() == 0 {
-		return nil, errors.New("keys: no usable key in the key set")
-	}
-	return ks, nil
-}
-
-func isLoopbackHost(h string) bool {
-	return h == "localhost" || h == "127.0.0.1" || h == "::1"
-}
-
-// lookup finds the key for kid, refreshing once (rate limited) when the kid
-// is unknown: that is how a provider's key rotation is picked up early.
-func (o *OIDC) lookup(ctx context.Context, kid string) (jwk.Key, *Failure) {
-	o.mu.RLock()
-	set := o.keys
-	o.mu.RUnlock()
-	if set == nil {
-		// Never loaded: try now (bounded by the request's context).
-		if err := o.refresh(ctx); err != nil {
-			return nil, &Failure{Status: http.StatusServiceUnavailable, Reason: ReasonKeysUnavailable, Description: "the identity provider's keys are unavailable", Err: err}
-		}
-		o.mu.RLock()
-		set = o.keys
-		o.mu.RUnlock()
-	}
-	if k, ok := findKey(set.set, kid); ok {
-		return k, nil
-	}
-	if err, ok := set.rejected[kid]; ok && kid != "" {
-		return nil, fail(ReasonWeakKey, "the token was signed by a key the gateway refuses", err)
-	}
-	now := o.cfg.Now()
-	o.mu.Lock()
-	may := o.lastKIDRefresh.IsZero() || now.Sub(o.lastKIDRefresh) >= unknownKIDRefresh
-	if may {
-		o.lastKIDRefresh = now
-	}
-	o.mu.Unlock()
-	if may {
-		if err := o.refresh(ctx); err == nil {
-			o.mu.RLock()
-			set = o.keys
-			o.mu.RUnlock()
-			if k, ok := findKey(set.set, kid); ok {
-				return k, nil
-			}
-		}
-	}
-	return nil, fail(ReasonUnknownKID, "the token was signed by an unknown key", fmt.Errorf("kid %q", kid))
-}
-
-func findKey(set jwk.Set, kid string) (jwk.Key, bool) {
-	if kid != "" {
-		return set.LookupKeyID(kid)
-	}
-	// No kid: only unambiguous when the set holds a single key.
-	if set.Len() == 1 {
-		return set.Key(0)
-	}
-	return nil, false
+	return errors.Join(errs...)
 }
 
 // Verify checks the token's header, signature and claims. A token verified
@@ -313,67 +166,108 @@ func findKey(set jwk.Set, kid string) (jwk.Key, bool) {
 // from the cache.
 func (o *OIDC) Verify(ctx context.Context, token string) (*identity.Identity, *Failure) {
 	if o.cache == nil {
-		id, _, f := o.verify(ctx, token)
+		id, _, _, f := o.verify(ctx, token)
 		return id, f
 	}
-	now := o.cfg.Now()
-	k := tokenKey(token)
-	if id, ok := o.cache.get(k, now); ok {
+	return o.verifyHashed(ctx, token, tokenKey(token))
+}
+
+func (o *OIDC) caches() bool { return o.cache != nil }
+
+// cached returns the identity of a token verified before, by the token's
+// SHA-256.
+func (o *OIDC) cached(k [32]byte) (*identity.Identity, bool) {
+	if o.cache == nil {
+		return nil, false
+	}
+	return o.cache.get(k, o.cfg.Now())
+}
+
+// verifyHashed is Verify for a token whose SHA-256 is k.
+func (o *OIDC) verifyHashed(ctx context.Context, token string, k [32]byte) (*identity.Identity, *Failure) {
+	if id, ok := o.cached(k); ok {
 		return id, nil
 	}
-	id, kid, f := o.verify(ctx, token)
-	if f == nil {
-		o.cache.put(k, cacheEntry{id: id, exp: id.ExpiresAt.Add(o.cfg.ClockSkew), kid: kid}, now)
+	id, ring, key, f := o.verify(ctx, token)
+	if f == nil && o.cache != nil {
+		e := cacheEntry{id: id, exp: id.ExpiresAt.Add(o.cfg.ClockSkew), ring: ring, key: key.thumb}
+		// Only while the key is published: a refresh that removed it in
+		// the meantime must not be outlived by the entry.
+		ring.holding(key.thumb, func() { o.cache.put(k, e, o.cfg.Now()) })
 	}
 	return id, f
 }
 
-// verify checks a token fully and returns the identity and signing key id.
-func (o *OIDC) verify(ctx context.Context, token string) (*identity.Identity, string, *Failure) {
-	hp, _, _, err := splitToken(token)
-	if err != nil {
-		return nil, "", fail(ReasonMalformedToken, "the token is not a well-formed JWT", err)
+// verify checks a token fully and returns its identity, and the ring and
+// key that signed it.
+func (o *OIDC) verify(ctx context.Context, token string) (*identity.Identity, *keyring, *signingKey, *Failure) {
+	p, f := parse(token, o.cfg.Algorithms)
+	if f != nil {
+		return nil, nil, nil, f
 	}
-	hraw, err := decodePart(hp)
-	if err != nil {
-		return nil, "", fail(ReasonMalformedToken, "the token header is not base64url", err)
+	ring, f := o.profile.pick(p.claims)
+	if f != nil {
+		return nil, nil, nil, f
 	}
-	hm, err := decodeJSONObject(hraw)
-	if err != nil {
-		return nil, "", fail(ReasonMalformedToken, "the token header is not a JSON object", err)
+	set, key, f := ring.lookup(ctx, p.header.Kid)
+	if f != nil {
+		return nil, nil, nil, f
 	}
-	for _, k := range forbiddenHeaders {
-		if _, ok := hm[k]; ok {
-			return nil, "", fail(ReasonForbiddenHeader, fmt.Sprintf("the token header member %q is refused", k), nil)
+	if f := checkKey(p.header.Alg, key); f != nil {
+		return nil, nil, nil, f
+	}
+	if err := verifySignature(token, p.header.Alg, key.pub); err != nil {
+		return nil, nil, nil, fail(ReasonBadSignature, "the token's signature does not verify", err)
+	}
+	// The claims decoded before are the signed ones from here on.
+	if f := o.profile.checkIssuer(p.claims, set, key); f != nil {
+		return nil, nil, nil, f
+	}
+	exp, f := checkTimes(p.claims, o.cfg.Now(), o.cfg.ClockSkew)
+	if f != nil {
+		return nil, nil, nil, f
+	}
+	if f := checkAudience(p.claims, o.profile.audiences(p.claims)); f != nil {
+		return nil, nil, nil, f
+	}
+	if sub, _ := p.claims["sub"].(string); sub == "" {
+		return nil, nil, nil, fail(ReasonMissingSubject, "the token has no subject", nil)
+	}
+	return identityFromClaims(o.cfg.Name, p.claims, exp), ring, key, nil
+}
+
+// issuerProfile is a plain OpenID Connect provider: one issuer, one key
+// set, configured audiences.
+type issuerProfile struct {
+	issuer string
+	auds   []string
+	ring   *keyring
+}
+
+func (p *issuerProfile) rings() []*keyring                        { return []*keyring{p.ring} }
+func (p *issuerProfile) pick(map[string]any) (*keyring, *Failure) { return p.ring, nil }
+func (p *issuerProfile) audiences(map[string]any) []string        { return p.auds }
+
+func (p *issuerProfile) checkIssuer(claims map[string]any, _ *keySet, _ *signingKey) *Failure {
+	if iss, _ := claims["iss"].(string); iss != p.issuer {
+		return fail(ReasonWrongIssuer, "the token's issuer is not trusted", fmt.Errorf("iss %q", iss))
+	}
+	return nil
+}
+
+func (p *issuerProfile) match(iss string) Match {
+	if iss == p.issuer {
+		return MatchExact
+	}
+	return NoMatch
+}
+
+// exactIssuer requires discovery to declare the configured issuer.
+func exactIssuer(want string) func(string) error {
+	return func(got string) error {
+		if got != want {
+			return fmt.Errorf("issuer %q does not match the configured issuer %q", got, want)
 		}
+		return nil
 	}
-	var h header
-	_ = json.Unmarshal(hraw, &h)
-	if h.Alg == "" || strings.EqualFold(h.Alg, "none") || !slices.Contains(o.cfg.Algorithms, h.Alg) {
-		return nil, "", fail(ReasonAlgNotAllowed, "the token's signature algorithm is not allowed", fmt.Errorf("alg %q", h.Alg))
-	}
-	if t := strings.ToLower(h.Typ); t != "" && t != "jwt" && t != "at+jwt" && t != "application/at+jwt" {
-		return nil, "", fail(ReasonWrongType, "the token type is not a JWT access token", fmt.Errorf("typ %q", h.Typ))
-	}
-	key, f := o.lookup(ctx, h.Kid)
-	if f != nil {
-		return nil, "", f
-	}
-	raw, f := checkKey(h.Alg, key)
-	if f != nil {
-		return nil, "", f
-	}
-	payload, err := verifySignature(token, h.Alg, raw)
-	if err != nil {
-		return nil, "", fail(ReasonBadSignature, "the token's signature does not verify", err)
-	}
-	claims, err := decodeJSONObject(payload)
-	if err != nil {
-		return nil, "", fail(ReasonMalformedToken, "the token payload is not a JSON object", err)
-	}
-	exp, f := o.checks.check(claims, o.cfg.Now())
-	if f != nil {
-		return nil, "", f
-	}
-	return identityFromClaims(o.cfg.Name, claims, exp), h.Kid, nil
 }

@@ -34,6 +34,10 @@ type Identity struct {
 	Groups   []string
 	AMR      []string
 	ACRS     []string // authentication context class references (acrs claim)
+	WIDS     []string // Entra ID directory role template ids (wids claim)
+	// ClientCapabilities are what the client declared it can handle
+	// (xms_cc claim; cp1: claims challenges).
+	ClientCapabilities []string
 	// Claims are every claim of the token, for policy expressions.
 	Claims    map[string]any
 	ExpiresAt time.Time
@@ -55,17 +59,7 @@ func (id *Identity) HasMFA() bool {
 // ClientCapable reports whether the client declared a capability in the
 // xms_cc claim (cp1: it can handle claims challenges).
 func (id *Identity) ClientCapable(c string) bool {
-	switch v := id.Claims["xms_cc"].(type) {
-	case []any:
-		for _, x := range v {
-			if x == c {
-				return true
-			}
-		}
-	case string:
-		return v == c
-	}
-	return false
+	return slices.Contains(id.ClientCapabilities, c)
 }
 
 type ctxKey struct{}

@@ -286,10 +286,7 @@ func (n *Node) build(ctx context.Context, cfg *config.Config) (*gateway.Runtime,
 		fp := fmt.Sprintf("%#v", p)
 		v, ok := n.verifiers[fp]
 		if !ok {
-			o := authn.NewOIDC(authn.OIDCConfig{
-				Name: p.Name, Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms,
-				ClockSkew: p.ClockSkew.D(), Refresh: p.JWKSRefresh.D(), Logger: n.logger,
-			})
+			o := authn.FromConfig(p, n.logger)
 			vctx, cancel := context.WithCancel(ctx)
 			go o.Run(vctx)
 			v = &verifier{oidc: o, name: p.Name, cancel: cancel}
