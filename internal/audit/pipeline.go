@@ -37,6 +37,10 @@ type Pipeline struct {
 	queue  chan *pending
 	// OnFailure is called when a batch could not be written (metrics).
 	OnFailure func(n int)
+	// OnWritten, when set, is called by the writer with every batch once it
+	// is durable, in chain order (exporters, the detector). It must not
+	// block: copy what is needed and return.
+	OnWritten func(recs []Record)
 
 	mu   sync.Mutex // guards seq and prev, owned by the writer
 	seq  int64
@@ -142,6 +146,9 @@ func (p *Pipeline) write(batch []*pending) {
 		return
 	}
 	p.seq, p.prev = seq, prev
+	if p.OnWritten != nil {
+		p.OnWritten(recs)
+	}
 	for _, pd := range batch {
 		select {
 		case pd.done <- nil:
