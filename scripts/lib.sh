@@ -10,6 +10,7 @@ cd "$ROOT"
 APT_PACKAGES=(
 	ca-certificates
 	redis-server # rate limits shared between gateway nodes (test/e2e/redis_test.go)
+	postgresql   # the PostgreSQL store (internal/store/pgtest starts one per test binary)
 	sqlite3      # tampering with the audit store in test/e2e (TestAuditTrail)
 )
 
