@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,7 +46,15 @@ type Pipeline struct {
 	mu   sync.Mutex // guards seq and prev, owned by the writer
 	seq  int64
 	prev string
+
+	failing atomic.Bool // the last write failed
 }
+
+// Failing reports whether the last write failed. The gateway then refuses
+// requests before they reach an upstream (whose side effects would go
+// unrecorded); the events of those refusals are the probes that find the
+// store back, and the first one written clears the flag.
+func (p *Pipeline) Failing() bool { return p.failing.Load() }
 
 // NewPipeline continues node's chain in sink.
 func NewPipeline(ctx context.Context, sink Sink, chain *Chain, node string, queue int, logger *slog.Logger) (*Pipeline, error) {
@@ -134,6 +143,7 @@ func (p *Pipeline) write(batch []*pending) {
 		// The chain does not advance: the refused requests have no events,
 		// and the next batch links to the last durable record.
 		p.logger.Error("audit events not written; their requests are refused", "events", len(recs), "error", err)
+		p.failing.Store(true)
 		if p.OnFailure != nil {
 			p.OnFailure(len(recs))
 		}
@@ -146,6 +156,7 @@ func (p *Pipeline) write(batch []*pending) {
 		return
 	}
 	p.seq, p.prev = seq, prev
+	p.failing.Store(false)
 	if p.OnWritten != nil {
 		p.OnWritten(recs)
 	}

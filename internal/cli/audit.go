@@ -107,7 +107,7 @@ func auditCmd() *cobra.Command {
 	return c
 }
 
-func openStore(cmd *cobra.Command, path string) (*config.Config, *store.SQLite, error) {
+func openStore(cmd *cobra.Command, path string) (*config.Config, *store.DB, error) {
 	cfg, err := node.LoadConfig(path)
 	if err != nil {
 		fmt.Fprintln(cmd.ErrOrStderr(), err)

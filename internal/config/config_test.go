@@ -126,6 +126,8 @@ func TestLoadErrors(t *testing.T) {
 		{"rate limit zero", base + "        rate_limit: { limit: 0, per: 1m }\n", []string{"rate_limit.limit: must be at least 1"}},
 		{"rate limit missing per", base + "        rate_limit: { limit: 5 }\n", []string{"rate_limit: missing required key \"per\""}},
 		{"redis without url", base + "state: { driver: redis }\n", []string{"state.url: bad Redis URL"}},
+		{"postgres dsn not a URL", base + "store: { driver: postgres, dsn: \"host=db password=hunter2\" }\n", []string{"store.dsn: postgres wants a postgres:// URL", "(a connection string holding a password)"}},
+		{"postgres dsn password redacted", base + "store: { driver: postgres, dsn: \"pg://u:hunter2@db/x\" }\n", []string{"store.dsn: postgres wants a postgres:// URL", "u:REDACTED@db"}},
 		{"unset env", strings.Replace(base, "Orders.Read", `"${env:NOPE}"`, 1), []string{"x.yaml:11:26: services[0].routes[0].allow.roles[0]: environment variable NOPE referenced by ${env:NOPE} is not set"}},
 		{"unknown secret", strings.Replace(base, "Orders.Read", `"${secret:vault/x}"`, 1), []string{"${secret:vault/x}: no secret provider named \"vault\""}},
 		{"bad reference", strings.Replace(base, "Orders.Read", `"${oops}"`, 1), []string{"bad reference ${oops}"}},

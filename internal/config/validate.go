@@ -71,8 +71,8 @@ func (c *Config) Validate() error {
 		v.rule("policy.allow", c.Policy.Allow)
 	}
 	v.rateLimit("limits.rate_limit", c.Limits.RateLimit)
-	if c.Store != nil && c.Store.Driver == "postgres" {
-		v.errorf("store.driver", "postgres is not supported by this version of ztgate yet; use sqlite")
+	if c.Store != nil && c.Store.Driver == "postgres" && !strings.HasPrefix(c.Store.DSN, "postgres://") && !strings.HasPrefix(c.Store.DSN, "postgresql://") {
+		v.errorf("store.dsn", "postgres wants a postgres:// URL (put the password in a ${secret:...} reference), got %q", redactDSN(c.Store.DSN))
 	}
 	if c.Audit.OnFailure == "buffer" {
 		v.errorf("audit.on_failure", "buffer is not supported by this version of ztgate yet; use deny")
@@ -618,4 +618,18 @@ func (v *validator) keyParts(path, key string) {
 			v.errorf(path, "bad key part %q: want identity, app, tenant, ip, header:NAME or claim:NAME, joined with +", part)
 		}
 	}
+}
+
+// redactDSN hides a password in a connection string shown in an error.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+			return u.String()
+		}
+	}
+	if strings.Contains(dsn, "password") {
+		return "(a connection string holding a password)"
+	}
+	return dsn
 }

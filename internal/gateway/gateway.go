@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -425,6 +426,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 			}
 			body = b
 		}
+	}
+	if g.audit != nil && g.audit.Failing() {
+		// The store is failing: this request's event would not be durable,
+		// and the upstream must not act on a request with no record.
+		return auditError(errors.New("the audit store is failing; refused before the upstream"))
 	}
 	ev.decision = "allow"
 	if d.WouldDeny {

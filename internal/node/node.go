@@ -82,7 +82,7 @@ type Node struct {
 	certs      *certLoader
 	state      gateway.State
 	alerts     *alert.Raiser
-	store      *store.SQLite
+	store      *store.DB
 }
 
 type verifier struct {
@@ -109,7 +109,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := gateway.NewMetrics(n.reg)
 
-	var st *store.SQLite
+	var st *store.DB
 	if cfg.Store != nil {
 		if st, err = OpenStore(context.Background(), cfg); err != nil {
 			return err
@@ -473,7 +473,7 @@ func modTime(path string) time.Time {
 // per-node limits as the rate limit fallback).
 // With driver local, quotas are kept in the store when there is one, so a
 // single node keeps them across restarts.
-func newState(st config.State, db *store.SQLite, reg prometheus.Registerer, logger *slog.Logger, alerts *alert.Raiser) (gateway.State, error) {
+func newState(st config.State, db *store.DB, reg prometheus.Registerer, logger *slog.Logger, alerts *alert.Raiser) (gateway.State, error) {
 	local := limits.NewLocal(st.MaxKeys, nil)
 	if st.Driver != "redis" {
 		var quotas limits.QuotaStore = limits.NewLocalQuotas(st.MaxKeys, nil)
@@ -506,7 +506,7 @@ func newState(st config.State, db *store.SQLite, reg prometheus.Registerer, logg
 // startAudit starts the audit pipeline into st; without a store there is
 // no audit (nil pipeline). The returned func stops the pipeline after
 // writing what is queued.
-func startAudit(ctx context.Context, cfg *config.Config, st *store.SQLite, logger *slog.Logger) (*audit.Pipeline, func(), error) {
+func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *slog.Logger) (*audit.Pipeline, func(), error) {
 	if st == nil {
 		logger.Warn("no store configured: decisions are logged but not audited")
 		return nil, func() {}, nil
@@ -532,11 +532,18 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.SQLite, logge
 
 // OpenStore opens the configured store; a relative SQLite path is relative
 // to the configuration file.
-func OpenStore(ctx context.Context, cfg *config.Config) (*store.SQLite, error) {
+func OpenStore(ctx context.Context, cfg *config.Config) (*store.DB, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("no store configured")
 	}
 	dsn := cfg.Store.DSN
+	if cfg.Store.Driver == "postgres" {
+		st, err := store.OpenPostgres(ctx, dsn)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		return st, nil
+	}
 	if !strings.HasPrefix(dsn, "file:") && !filepath.IsAbs(dsn) {
 		dsn = filepath.Join(filepath.Dir(cfg.File), dsn)
 	}

@@ -8,22 +8,22 @@ import (
 	"github.com/ztgate/ztgate/internal/alert"
 )
 
-var _ alert.Store = (*SQLite)(nil)
+var _ alert.Store = (*DB)(nil)
 
 // AddAlert stores an alert.
-func (s *SQLite) AddAlert(ctx context.Context, a alert.Alert) error {
+func (s *DB) AddAlert(ctx context.Context, a alert.Alert) error {
 	ev, _ := json.Marshal(a.Evidence)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO alerts (time_ns, severity, rule, summary, identity, evidence, node) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO alerts (time_ns, severity, rule, summary, identity, evidence, node) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		a.Time.UnixNano(), a.Severity, a.Rule, a.Summary, a.Identity, string(ev), a.Node)
 	return err
 }
 
 // Alerts lists alerts since a time, newest first.
-func (s *SQLite) Alerts(ctx context.Context, since time.Time, limit int) ([]alert.Alert, error) {
+func (s *DB) Alerts(ctx context.Context, since time.Time, limit int) ([]alert.Alert, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, time_ns, severity, rule, summary, identity, evidence, node FROM alerts WHERE time_ns >= ? ORDER BY time_ns DESC, id DESC LIMIT ?`, since.UnixNano(), limit)
+	rows, err := s.query(ctx, `SELECT id, time_ns, severity, rule, summary, identity, evidence, node FROM alerts WHERE time_ns >= ? ORDER BY time_ns DESC, id DESC LIMIT ?`, since.UnixNano(), limit)
 	if err != nil {
 		return nil, err
 	}

@@ -12,12 +12,12 @@ import (
 // Quotas keeps quota counts in the store, so a single gateway keeps them
 // across restarts.
 type Quotas struct {
-	s   *SQLite
+	s   *DB
 	now func() time.Time
 }
 
 // Quotas returns the store's quota counter.
-func (s *SQLite) Quotas() *Quotas { return &Quotas{s: s, now: time.Now} }
+func (s *DB) Quotas() *Quotas { return &Quotas{s: s, now: time.Now} }
 
 var _ limits.QuotaStore = (*Quotas)(nil)
 
@@ -26,12 +26,12 @@ func (q *Quotas) Admit(ctx context.Context, key string, quota limits.Quota) (lim
 	now := q.now()
 	start, end := quota.Period.Bounds(now)
 	res := limits.QuotaResult{Reset: end.Sub(now), Remaining: -1}
-	db := q.s.db
-	if _, err := db.ExecContext(ctx, `INSERT INTO quotas (key, period) VALUES (?, ?) ON CONFLICT DO NOTHING`, key, start.Unix()); err != nil {
+	db := q.s
+	if _, err := db.exec(ctx, `INSERT INTO quotas (key, period) VALUES (?, ?) ON CONFLICT DO NOTHING`, key, start.Unix()); err != nil {
 		return res, errors.Join(limits.ErrQuotaStore, err)
 	}
 	var calls int64
-	err := db.QueryRowContext(ctx, `UPDATE quotas SET calls = calls + 1
+	err := db.queryRow(ctx, `UPDATE quotas SET calls = calls + 1
 		WHERE key = ? AND period = ? AND (? = 0 OR calls < ?) AND (? = 0 OR bytes < ?)
 		RETURNING calls`, key, start.Unix(), quota.Calls, quota.Calls, quota.Bytes, quota.Bytes).Scan(&calls)
 	switch {
@@ -53,8 +53,8 @@ func (q *Quotas) Admit(ctx context.Context, key string, quota limits.Quota) (lim
 // AddBytes counts response bytes.
 func (q *Quotas) AddBytes(ctx context.Context, key string, quota limits.Quota, n int64) error {
 	start, _ := quota.Period.Bounds(q.now())
-	_, err := q.s.db.ExecContext(ctx, `INSERT INTO quotas (key, period, bytes) VALUES (?, ?, ?)
-		ON CONFLICT (key, period) DO UPDATE SET bytes = bytes + excluded.bytes`, key, start.Unix(), n)
+	_, err := q.s.exec(ctx, `INSERT INTO quotas (key, period, bytes) VALUES (?, ?, ?)
+		ON CONFLICT (key, period) DO UPDATE SET bytes = quotas.bytes + excluded.bytes`, key, start.Unix(), n)
 	if err != nil {
 		return errors.Join(limits.ErrQuotaStore, err)
 	}

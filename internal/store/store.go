@@ -1,6 +1,7 @@
 // Package store keeps ztgate's durable state behind one small interface:
-// SQLite (embedded, the default) now, PostgreSQL next, with versioned
-// migrations.
+// SQLite (embedded, the default) or PostgreSQL, with versioned migrations.
+// Both speak through database/sql with the same statements, written with ?
+// placeholders; PostgreSQL's are rewritten to $n once, when prepared.
 package store
 
 import (
@@ -8,25 +9,43 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, without cgo
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // the "sqlite" database/sql driver, without cgo
 
 	"github.com/ztgate/ztgate/internal/audit"
 )
 
-// SQLite is the embedded store.
-type SQLite struct {
-	db *sql.DB
+// Dialect names a database.
+type Dialect string
+
+// The supported databases.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DB is the store: SQLite or PostgreSQL.
+type DB struct {
+	db      *sql.DB
+	dialect Dialect
+
+	mu    sync.Mutex
+	rebnd map[string]string // ?-statements rewritten for PostgreSQL
 }
 
-var _ audit.Sink = (*SQLite)(nil)
+var _ audit.Sink = (*DB)(nil)
 
 // migrations are applied in order; the schema_version table remembers how
-// far a database has come. Append, never edit.
-var migrations = []string{
-	`CREATE TABLE audit_events (
+// far a database has come. Append, never edit; each dialect has the same
+// number of steps, and step i means the same in both.
+var migrations = map[Dialect][]string{
+	SQLite: {
+		`CREATE TABLE audit_events (
 		node       TEXT    NOT NULL,
 		seq        INTEGER NOT NULL,
 		time_ns    INTEGER NOT NULL,
@@ -43,14 +62,14 @@ var migrations = []string{
 	);
 	CREATE INDEX audit_events_time ON audit_events (time_ns);
 	CREATE INDEX audit_events_decision ON audit_events (decision, time_ns);`,
-	`CREATE TABLE quotas (
+		`CREATE TABLE quotas (
 		key    TEXT    NOT NULL,
 		period INTEGER NOT NULL, -- unix seconds of the period's start
 		calls  INTEGER NOT NULL DEFAULT 0,
 		bytes  INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (key, period)
 	);`,
-	`CREATE TABLE alerts (
+		`CREATE TABLE alerts (
 		id       INTEGER PRIMARY KEY AUTOINCREMENT,
 		time_ns  INTEGER NOT NULL,
 		severity TEXT    NOT NULL,
@@ -61,11 +80,61 @@ var migrations = []string{
 		node     TEXT    NOT NULL
 	);
 	CREATE INDEX alerts_time ON alerts (time_ns);`,
+	},
+	// The body column is TEXT, not JSONB: the chain hashes its exact bytes.
+	Postgres: {
+		`CREATE TABLE audit_events (
+		node       TEXT    NOT NULL,
+		seq        BIGINT  NOT NULL,
+		time_ns    BIGINT  NOT NULL,
+		request_id TEXT    NOT NULL,
+		decision   TEXT    NOT NULL,
+		service    TEXT    NOT NULL,
+		route      TEXT    NOT NULL,
+		identity   TEXT    NOT NULL,
+		status     INTEGER NOT NULL,
+		body       TEXT    NOT NULL,
+		prev_hash  TEXT    NOT NULL,
+		hash       TEXT    NOT NULL,
+		PRIMARY KEY (node, seq)
+	);
+	CREATE INDEX audit_events_time ON audit_events (time_ns);
+	CREATE INDEX audit_events_decision ON audit_events (decision, time_ns);`,
+		`CREATE TABLE quotas (
+		key    TEXT   NOT NULL,
+		period BIGINT NOT NULL, -- unix seconds of the period's start
+		calls  BIGINT NOT NULL DEFAULT 0,
+		bytes  BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (key, period)
+	);`,
+		`CREATE TABLE alerts (
+		id       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		time_ns  BIGINT NOT NULL,
+		severity TEXT   NOT NULL,
+		rule     TEXT   NOT NULL,
+		summary  TEXT   NOT NULL,
+		identity TEXT   NOT NULL,
+		evidence TEXT   NOT NULL, -- JSON list of audit request ids
+		node     TEXT   NOT NULL
+	);
+	CREATE INDEX alerts_time ON alerts (time_ns);`,
+	},
+}
+
+// Open opens the store of the given driver ("sqlite" or "postgres").
+func Open(ctx context.Context, driver, dsn string) (*DB, error) {
+	switch Dialect(driver) {
+	case SQLite, "":
+		return OpenSQLite(ctx, dsn)
+	case Postgres:
+		return OpenPostgres(ctx, dsn)
+	}
+	return nil, fmt.Errorf("unknown store driver %q", driver)
 }
 
 // OpenSQLite opens (creating if needed) the database at dsn, a path or a
 // file: URI, in WAL mode, and migrates it.
-func OpenSQLite(ctx context.Context, dsn string) (*SQLite, error) {
+func OpenSQLite(ctx context.Context, dsn string) (*DB, error) {
 	if !strings.HasPrefix(dsn, "file:") {
 		dsn = "file:" + dsn
 	}
@@ -81,7 +150,31 @@ func OpenSQLite(ctx context.Context, dsn string) (*SQLite, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(4)
-	s := &SQLite{db: db}
+	return open(ctx, db, SQLite)
+}
+
+// OpenPostgres connects to the PostgreSQL database at dsn (a postgres://
+// URL or key=value string) and migrates it. Several gateway nodes may share
+// the database; migrations take an advisory lock.
+func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return open(ctx, db, Postgres)
+}
+
+func open(ctx context.Context, db *sql.DB, d Dialect) (*DB, error) {
+	s := &DB{db: db, dialect: d, rebnd: map[string]string{}}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -89,73 +182,151 @@ func OpenSQLite(ctx context.Context, dsn string) (*SQLite, error) {
 	return s, nil
 }
 
-func (s *SQLite) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+// Dialect reports which database the store is.
+func (s *DB) Dialect() Dialect { return s.dialect }
+
+// q returns the statement for this dialect: PostgreSQL wants $1, $2, ...
+// where SQLite takes ?. Statements never hold a literal ?.
+func (s *DB) q(stmt string) string {
+	if s.dialect != Postgres {
+		return stmt
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.rebnd[stmt]; ok {
+		return r
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(stmt); i++ {
+		if stmt[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(stmt[i])
+	}
+	r := b.String()
+	if len(s.rebnd) < 1024 { // statements built per call (Append batches) are not all kept
+		s.rebnd[stmt] = r
+	}
+	return r
+}
+
+func (s *DB) exec(ctx context.Context, stmt string, args ...any) (sql.Result, error) {
+	return s.db.ExecContext(ctx, s.q(stmt), args...)
+}
+
+func (s *DB) query(ctx context.Context, stmt string, args ...any) (*sql.Rows, error) {
+	return s.db.QueryContext(ctx, s.q(stmt), args...)
+}
+
+func (s *DB) queryRow(ctx context.Context, stmt string, args ...any) *sql.Row {
+	return s.db.QueryRowContext(ctx, s.q(stmt), args...)
+}
+
+func (s *DB) migrate(ctx context.Context) error {
+	steps := migrations[s.dialect]
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if s.dialect == Postgres {
+		// One node migrates at a time; the others wait and find it done.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7215470001)`); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	var v int
-	err := s.db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
-		if _, err := s.db.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 	} else if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if v > len(migrations) {
-		return fmt.Errorf("migrate: the database is at version %d, newer than this ztgate (%d)", v, len(migrations))
+	if v > len(steps) {
+		return fmt.Errorf("migrate: the database is at version %d, newer than this ztgate (%d)", v, len(steps))
 	}
-	for i := v; i < len(migrations); i++ {
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			tx.Rollback()
+	for i := v; i < len(steps); i++ {
+		if _, err := tx.ExecContext(ctx, steps[i]); err != nil {
 			return fmt.Errorf("migrate to version %d: %w", i+1, err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, i+1); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return err
-		}
 	}
-	return nil
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE schema_version SET version = ?`), len(steps)); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return tx.Commit()
 }
 
 // Close closes the database.
-func (s *SQLite) Close() error { return s.db.Close() }
+func (s *DB) Close() error { return s.db.Close() }
 
-// Append writes records in one transaction.
-func (s *SQLite) Append(ctx context.Context, recs []audit.Record) error {
+// Append writes records in one transaction, as multi-row inserts (one
+// round trip per 256 records rather than one per record).
+func (s *DB) Append(ctx context.Context, recs []audit.Record) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_events
-		(node, seq, time_ns, request_id, decision, service, route, identity, status, body, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for _, r := range recs {
-		e := &r.Event
-		if _, err := stmt.ExecContext(ctx, r.Node, r.Seq, e.Time.UnixNano(), e.RequestID, e.Decision, e.Service, e.Route, e.Identity, e.Status, string(r.Body), r.PrevHash, r.Hash); err != nil {
+	const cols = 12
+	const chunk = 256
+	args := make([]any, 0, cols*min(len(recs), chunk))
+	for start := 0; start < len(recs); start += chunk {
+		part := recs[start:min(start+chunk, len(recs))]
+		args = args[:0]
+		for i := range part {
+			r := &part[i]
+			e := &r.Event
+			args = append(args, r.Node, r.Seq, e.Time.UnixNano(), e.RequestID, e.Decision, e.Service, e.Route, e.Identity, e.Status, string(r.Body), r.PrevHash, r.Hash)
+		}
+		if _, err := tx.ExecContext(ctx, s.insertStmt(len(part)), args...); err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
 }
 
+// insertStmt is the INSERT of n audit records, in this dialect.
+func (s *DB) insertStmt(n int) string {
+	var b strings.Builder
+	b.Grow(160 + n*40)
+	b.WriteString(`INSERT INTO audit_events (node, seq, time_ns, request_id, decision, service, route, identity, status, body, prev_hash, hash) VALUES `)
+	p := 0
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for c := range 12 {
+			if c > 0 {
+				b.WriteByte(',')
+			}
+			p++
+			if s.dialect == Postgres {
+				b.WriteByte('$')
+				b.WriteString(strconv.Itoa(p))
+			} else {
+				b.WriteByte('?')
+			}
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
 // Last returns the end of node's chain (0, "" when empty).
-func (s *SQLite) Last(ctx context.Context, node string) (int64, string, error) {
+func (s *DB) Last(ctx context.Context, node string) (int64, string, error) {
 	var seq int64
 	var h string
-	err := s.db.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1`, node).Scan(&seq, &h)
+	err := s.queryRow(ctx, `SELECT seq, hash FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1`, node).Scan(&seq, &h)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, "", nil
 	}
@@ -174,7 +345,7 @@ type Filter struct {
 
 // Query returns matching events, newest first, and the cursor for the next
 // page ("" when there is none).
-func (s *SQLite) Query(ctx context.Context, f Filter) ([]audit.Record, string, error) {
+func (s *DB) Query(ctx context.Context, f Filter) ([]audit.Record, string, error) {
 	q := `SELECT node, seq, body, prev_hash, hash FROM audit_events WHERE time_ns >= ?`
 	args := []any{f.Since.UnixNano()}
 	if f.Decision != "" {
@@ -225,8 +396,8 @@ func (s *SQLite) Query(ctx context.Context, f Filter) ([]audit.Record, string, e
 // Chain returns every record of node in sequence order, for verification.
 // Each record's Event holds the indexed columns as stored, so a check can
 // compare them with the hashed body.
-func (s *SQLite) Chain(ctx context.Context, node string) ([]audit.Record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT node, seq, body, prev_hash, hash, time_ns, request_id, decision, service, route, identity, status
+func (s *DB) Chain(ctx context.Context, node string) ([]audit.Record, error) {
+	rows, err := s.query(ctx, `SELECT node, seq, body, prev_hash, hash, time_ns, request_id, decision, service, route, identity, status
 		FROM audit_events WHERE node = ? ORDER BY seq`, node)
 	if err != nil {
 		return nil, err
@@ -250,8 +421,8 @@ func (s *SQLite) Chain(ctx context.Context, node string) ([]audit.Record, error)
 }
 
 // Nodes lists the nodes with events.
-func (s *SQLite) Nodes(ctx context.Context) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT node FROM audit_events ORDER BY node`)
+func (s *DB) Nodes(ctx context.Context) ([]string, error) {
+	rows, err := s.query(ctx, `SELECT DISTINCT node FROM audit_events ORDER BY node`)
 	if err != nil {
 		return nil, err
 	}
@@ -267,8 +438,8 @@ func (s *SQLite) Nodes(ctx context.Context) ([]string, error) {
 	return out, rows.Err()
 }
 
-func (s *SQLite) scan(ctx context.Context, q string, args ...any) ([]audit.Record, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+func (s *DB) scan(ctx context.Context, q string, args ...any) ([]audit.Record, error) {
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +458,7 @@ func (s *SQLite) scan(ctx context.Context, q string, args ...any) ([]audit.Recor
 }
 
 // Exec runs a statement (tests use it to tamper with records).
-func (s *SQLite) Exec(ctx context.Context, q string, args ...any) error {
-	_, err := s.db.ExecContext(ctx, q, args...)
+func (s *DB) Exec(ctx context.Context, q string, args ...any) error {
+	_, err := s.exec(ctx, q, args...)
 	return err
 }

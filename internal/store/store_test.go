@@ -6,14 +6,74 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/ztgate/ztgate/internal/alert"
 	"github.com/ztgate/ztgate/internal/audit"
 	"github.com/ztgate/ztgate/internal/limits"
+	"github.com/ztgate/ztgate/internal/store/pgtest"
 )
 
-func fill(t *testing.T, s *SQLite, n int) {
+// eachStore runs f against SQLite and against a real PostgreSQL server.
+// f gets an opener: each call opens the same (new, empty at first) database
+// again, as a restarted gateway would.
+func eachStore(t *testing.T, f func(t *testing.T, open func() *DB)) {
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "a.db")
+		f(t, func() *DB {
+			t.Helper()
+			s, err := OpenSQLite(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		srv := pgtest.Start(t)
+		dsn := srv.NewDatabase()
+		f(t, func() *DB {
+			t.Helper()
+			s, err := OpenPostgres(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		})
+	})
+}
+
+// eachFresh runs f once per store kind, with a fresh database per call of
+// fresh (a server is shared within the kind).
+func eachFresh(t *testing.T, f func(t *testing.T, fresh func(t *testing.T) *DB)) {
+	t.Run("sqlite", func(t *testing.T) {
+		f(t, func(t *testing.T) *DB {
+			s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "a.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		srv := pgtest.Start(t)
+		f(t, func(t *testing.T) *DB {
+			s, err := OpenPostgres(context.Background(), srv.NewDatabase())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		})
+	})
+}
+
+func fill(t *testing.T, s *DB, n int) {
 	t.Helper()
 	ctx := context.Background()
 	p, err := audit.NewPipeline(ctx, s, audit.NewChain([]byte("k")), "node-a", 64, slog.New(slog.DiscardHandler))
@@ -48,48 +108,42 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"swapped pair", `UPDATE audit_events SET seq = -2 WHERE seq = 2; UPDATE audit_events SET seq = 2 WHERE seq = 5; UPDATE audit_events SET seq = 5 WHERE seq = -2`, "altered or moved", 2},
 		{"re-hashed without the key", `UPDATE audit_events SET body = replace(body, '"status":200', '"status":201'), hash = 'x' WHERE seq = 1`, "altered or moved", 1},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "a.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			fill(t, s, 6)
-			if tt.tamper != "" {
-				if err := s.Exec(ctx, tt.tamper); err != nil {
+	eachFresh(t, func(t *testing.T, fresh func(t *testing.T) *DB) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := fresh(t)
+				fill(t, s, 6)
+				if tt.tamper != "" {
+					if err := s.Exec(ctx, tt.tamper); err != nil {
+						t.Fatal(err)
+					}
+				}
+				recs, err := s.Chain(ctx, "node-a")
+				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			recs, err := s.Chain(ctx, "node-a")
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := chain.Verify(recs)
-			switch {
-			case tt.want == "" && p != nil:
-				t.Fatalf("got %+v, want a clean chain", p)
-			case tt.want != "" && (p == nil || !strings.HasPrefix(p.What, tt.want) || p.Seq != tt.seq):
-				t.Fatalf("got %+v, want %s at %d", p, tt.want, tt.seq)
-			}
-		})
-	}
+				p := chain.Verify(recs)
+				switch {
+				case tt.want == "" && p != nil:
+					t.Fatalf("got %+v, want a clean chain", p)
+				case tt.want != "" && (p == nil || !strings.HasPrefix(p.What, tt.want) || p.Seq != tt.seq):
+					t.Fatalf("got %+v, want %s at %d", p, tt.want, tt.seq)
+				}
+			})
+		}
+	})
 }
 
 func TestChainContinuesAcrossRestarts(t *testing.T) {
+	eachStore(t, testChainContinuesAcrossRestarts)
+}
+
+func testChainContinuesAcrossRestarts(t *testing.T, open func() *DB) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "a.db")
-	s, err := OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := open()
 	fill(t, s, 3)
 	s.Close()
-	s, err = OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = open()
 	fill(t, s, 3)
 	recs, _ := s.Chain(ctx, "node-a")
 	if len(recs) != 6 {
@@ -104,13 +158,11 @@ func TestChainContinuesAcrossRestarts(t *testing.T) {
 	}
 }
 
-func TestQuery(t *testing.T) {
+func TestQuery(t *testing.T) { eachStore(t, testQuery) }
+
+func testQuery(t *testing.T, open func() *DB) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "a.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := open()
 	fill(t, s, 25)
 	recs, next, err := s.Query(ctx, Filter{Decision: "deny", Limit: 5})
 	if err != nil || len(recs) != 5 || next == "" {
@@ -143,23 +195,17 @@ func TestQuery(t *testing.T) {
 	}
 }
 
-func TestQuotasPersist(t *testing.T) {
+func TestQuotasPersist(t *testing.T) { eachStore(t, testQuotasPersist) }
+
+func testQuotasPersist(t *testing.T, open func() *DB) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "q.db")
 	q := limits.Quota{Calls: 2, Bytes: 100, Period: limits.Day}
-	s, err := OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := open()
 	if res, err := s.Quotas().Admit(ctx, "k", q); err != nil || !res.Allowed || res.Remaining != 1 {
 		t.Fatalf("first call: %+v %v", res, err)
 	}
 	s.Close()
-	s, err = OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = open()
 	if res, _ := s.Quotas().Admit(ctx, "k", q); !res.Allowed || res.Remaining != 0 {
 		t.Fatalf("second call after a restart: %+v", res)
 	}
@@ -169,5 +215,88 @@ func TestQuotasPersist(t *testing.T) {
 	s.Quotas().AddBytes(ctx, "b", q, 150)
 	if res, _ := s.Quotas().Admit(ctx, "b", q); res.Allowed {
 		t.Fatal("bytes spent: call allowed")
+	}
+}
+
+func TestMigrationsInStep(t *testing.T) {
+	if len(migrations[SQLite]) != len(migrations[Postgres]) {
+		t.Fatalf("SQLite has %d migrations, PostgreSQL %d: step i must mean the same in both", len(migrations[SQLite]), len(migrations[Postgres]))
+	}
+}
+
+func TestAlerts(t *testing.T) { eachStore(t, testAlerts) }
+
+func testAlerts(t *testing.T, open func() *DB) {
+	ctx := context.Background()
+	s := open()
+	for i := range 3 {
+		if err := s.AddAlert(ctx, alert.Alert{Time: time.Unix(int64(100+i), 0), Severity: "high", Rule: "r", Summary: fmt.Sprint("s", i), Identity: "id", Evidence: []string{"a", "b"}, Node: "n"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Alerts(ctx, time.Unix(101, 0), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Summary != "s2" || len(got[0].Evidence) != 2 || got[0].ID == 0 {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+// TestPostgresSharedByNodes: two gateways migrating and appending to one
+// PostgreSQL database at once keep separate, verifiable chains.
+func TestPostgresSharedByNodes(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, node := range []string{"n1", "n2"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := OpenPostgres(ctx, dsn)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer s.Close()
+			p, err := audit.NewPipeline(ctx, s, audit.NewChain(nil), node, 64, slog.New(slog.DiscardHandler))
+			if err != nil {
+				errs <- err
+				return
+			}
+			rctx, stop := context.WithCancel(ctx)
+			defer stop()
+			go p.Run(rctx)
+			for i := range 200 {
+				if err := p.Record(ctx, audit.Event{Time: time.Now(), RequestID: fmt.Sprint(node, i), Decision: "allow"}, 5*time.Second); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	s, err := OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	nodes, _ := s.Nodes(ctx)
+	if len(nodes) != 2 {
+		t.Fatalf("nodes %v", nodes)
+	}
+	for _, n := range nodes {
+		recs, _ := s.Chain(ctx, n)
+		if len(recs) != 200 {
+			t.Fatalf("%s: %d records", n, len(recs))
+		}
+		if p := audit.NewChain(nil).Verify(recs); p != nil {
+			t.Fatalf("%s: %+v", n, p)
+		}
 	}
 }

@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ztgate/ztgate/internal/store/pgtest"
+)
+
+// postgresConfig is baseConfig with its audit trail in a real PostgreSQL
+// database.
+func postgresConfig(is *issuer, up *upstream, dsn, node, extra string) string {
+	return strings.Replace(baseConfig(is, up), "admin:\n  address: \"127.0.0.1:0\"\n",
+		fmt.Sprintf("admin:\n  address: \"127.0.0.1:0\"\nstore: { driver: postgres, dsn: %q }\naudit: { node: %s%s }\n", dsn, node, extra), 1)
+}
+
+// load sends requests from 4 clients until stop is closed or the gateway
+// is gone, and reports each answered request's id and status.
+type answer struct {
+	id     string
+	status int
+}
+
+func runLoad(url, token string, stop <-chan struct{}) (chan answer, *sync.WaitGroup) {
+	out := make(chan answer, 100000)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s, _, h, err := tryDo("GET", url, token)
+				if err != nil {
+					select {
+					case <-stop:
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+					continue
+				}
+				out <- answer{h.Get("X-Request-Id"), s}
+			}
+		}()
+	}
+	return out, &wg
+}
+
+// auditedIDs lists the request ids in the trail (newest 10,000).
+func auditedIDs(t *testing.T, cfgPath string) string {
+	t.Helper()
+	var all strings.Builder
+	after := ""
+	for range 10 {
+		args := []string{"audit", "query", "--config", cfgPath, "--json", "--since", "1h", "--limit", "1000"}
+		if after != "" {
+			args = append(args, "--after", after)
+		}
+		out, err := runBinary(args...)
+		if err != nil {
+			t.Fatalf("audit query: %v\n%s", err, out)
+		}
+		all.WriteString(out)
+		i := strings.LastIndex(out, "more: --after ")
+		if i < 0 {
+			break
+		}
+		after = strings.TrimSpace(out[i+len("more: --after "):])
+		after, _, _ = strings.Cut(after, "\n")
+	}
+	return all.String()
+}
+
+// TestAuditDurabilityPostgres: with the audit trail in a real PostgreSQL
+// server, kill -9 the gateway under load; every request that received a
+// response has its event, and the chain verifies after a restart.
+func TestAuditDurabilityPostgres(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	is, up := newIssuer(t), newUpstream(t)
+	cfg := postgresConfig(is, up, dsn, "gw-pg", ", hmac_key: test-key")
+	g := startGatewayIn(t, t.TempDir(), cfg)
+	reader := is.TokenFor(t, "alice", "Orders.Read")
+
+	stop := make(chan struct{})
+	answers, wg := runLoad(g.URL+"/orders/1", reader, stop)
+	waitFor(t, "some load", func() bool { return len(answers) > 300 })
+	_ = g.Cmd.Process.Kill()
+	close(stop)
+	wg.Wait()
+	close(answers)
+
+	trail := auditedIDs(t, g.CfgPath)
+	n := 0
+	for a := range answers {
+		if a.status != 200 {
+			t.Fatalf("request %s got %d before the kill", a.id, a.status)
+		}
+		n++
+		if !strings.Contains(trail, `"request_id":"`+a.id+`"`) {
+			t.Fatalf("request %s was answered but is not in the PostgreSQL audit trail", a.id)
+		}
+	}
+	out, err := runBinary("audit", "verify", "--config", g.CfgPath)
+	if err != nil || !strings.Contains(out, "node gw-pg:") || !strings.Contains(out, "chain intact") {
+		t.Fatalf("verify after kill -9: %v\n%s", err, out)
+	}
+	t.Logf("%d answered requests, all audited in PostgreSQL", n)
+
+	// A restarted gateway continues the chain.
+	g2 := startGatewayIn(t, t.TempDir(), cfg)
+	if s, b, _ := do(t, "GET", g2.URL+"/orders/2", reader, nil); s != 200 {
+		t.Fatalf("after restart: %d %s", s, b)
+	}
+	if out, err := runBinary("audit", "verify", "--config", g2.CfgPath); err != nil || !strings.Contains(out, "chain intact") {
+		t.Fatalf("verify after restart: %v\n%s", err, out)
+	}
+}
+
+// TestFaultPostgresDown: with on_failure deny, the PostgreSQL server going
+// away refuses requests with 503 audit_unavailable (nothing is let through
+// unaudited), and when it comes back the gateway recovers without a restart
+// and no answered request is missing from the trail.
+func TestFaultPostgresDown(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase()
+	is, up := newIssuer(t), newUpstream(t)
+	g := startGatewayIn(t, t.TempDir(), postgresConfig(is, up, dsn, "gw-pgdown", ""))
+	reader := is.TokenFor(t, "alice", "Orders.Read")
+
+	stop := make(chan struct{})
+	answers, wg := runLoad(g.URL+"/orders/1", reader, stop)
+	waitFor(t, "some load", func() bool { return len(answers) > 100 })
+	srv.Stop()
+	time.Sleep(1500 * time.Millisecond)
+	upBefore := len(up.Requests())
+	time.Sleep(1500 * time.Millisecond)
+	if len(up.Requests()) != upBefore {
+		t.Errorf("the upstream got %d requests while the audit store was down", len(up.Requests())-upBefore)
+	}
+	srv.Start()
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	close(answers)
+
+	ok, refused := []string{}, 0
+	for a := range answers {
+		switch a.status {
+		case 200:
+			ok = append(ok, a.id)
+		case 503:
+			refused++
+		default:
+			t.Fatalf("request %s: status %d", a.id, a.status)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no request was refused while PostgreSQL was down: the test proves nothing")
+	}
+	if s, b, _ := do(t, "GET", g.URL+"/orders/after", reader, nil); s != 200 {
+		t.Fatalf("after PostgreSQL came back: %d %s", s, b)
+	}
+	trail := auditedIDs(t, g.CfgPath)
+	for _, id := range ok {
+		if !strings.Contains(trail, `"request_id":"`+id+`"`) {
+			t.Fatalf("answered request %s is missing from the trail", id)
+		}
+	}
+	if out, err := runBinary("audit", "verify", "--config", g.CfgPath); err != nil || !strings.Contains(out, "chain intact") {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	if !strings.Contains(g.Logs.String(), "ALERT") {
+		t.Error("no alert for the refused requests")
+	}
+	t.Logf("%d answered and audited, %d refused while PostgreSQL was down", len(ok), refused)
+}
