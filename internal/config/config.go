@@ -113,10 +113,12 @@ type Limits struct {
 
 // Audit configures the audit pipeline.
 type Audit struct {
-	OnFailure    string   `yaml:"on_failure" enum:"deny,buffer" default:"deny" doc:"When an event cannot be made durable: deny refuses the request (503 audit_unavailable)."`
-	Node         string   `yaml:"node" doc:"This gateway's name in the audit chain (default: the host name)."`
-	HMACKey      string   `yaml:"hmac_key" doc:"Key for a keyed hash chain (use a ${secret:...} reference); without it the chain is plain SHA-256."`
-	WriteTimeout Duration `yaml:"write_timeout" default:"2s" doc:"How long a request waits for its event to be durable before it is refused."`
+	OnFailure     string   `yaml:"on_failure" enum:"deny,buffer" default:"deny" doc:"When the store cannot take an event: deny refuses the request (503 audit_unavailable); buffer appends it to a local spool file (fsynced) and replays the spool into the store when it is back."`
+	SpoolDir      string   `yaml:"spool_dir" doc:"buffer: directory of the spool file (default: audit-spool beside the configuration file)."`
+	SpoolMaxBytes int64    `yaml:"spool_max_bytes" default:"1073741824" doc:"buffer: largest spool; beyond it requests are refused as with deny."`
+	Node          string   `yaml:"node" doc:"This gateway's name in the audit chain (default: the host name)."`
+	HMACKey       string   `yaml:"hmac_key" doc:"Key for a keyed hash chain (use a ${secret:...} reference); without it the chain is plain SHA-256."`
+	WriteTimeout  Duration `yaml:"write_timeout" default:"2s" doc:"How long a request waits for its event to be durable before it is refused."`
 }
 
 // Secrets configures secret providers.

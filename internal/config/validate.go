@@ -74,8 +74,8 @@ func (c *Config) Validate() error {
 	if c.Store != nil && c.Store.Driver == "postgres" && !strings.HasPrefix(c.Store.DSN, "postgres://") && !strings.HasPrefix(c.Store.DSN, "postgresql://") {
 		v.errorf("store.dsn", "postgres wants a postgres:// URL (put the password in a ${secret:...} reference), got %q", redactDSN(c.Store.DSN))
 	}
-	if c.Audit.OnFailure == "buffer" {
-		v.errorf("audit.on_failure", "buffer is not supported by this version of ztgate yet; use deny")
+	if c.Audit.SpoolMaxBytes < 1<<20 {
+		v.errorf("audit.spool_max_bytes", "must be at least 1 MiB")
 	}
 	if c.Audit.WriteTimeout.D() <= 0 || c.Audit.WriteTimeout.D() > 30*time.Second {
 		v.errorf("audit.write_timeout", "must be between 1ms and 30s")
