@@ -48,6 +48,119 @@ type Pipeline struct {
 	prev string
 
 	failing atomic.Bool // the last write failed
+
+	spool *Spool // audit.on_failure buffer; nil: deny
+	// OnSpool is called when a batch went to the spool instead of the store
+	// (metrics, a log line, an alert); OnReplay when the spool emptied into
+	// the store.
+	OnSpool  func(n int, err error)
+	OnReplay func(n int)
+}
+
+// UseSpool makes the pipeline spool batches the store cannot take, and
+// continues the chain from the spool when it holds records newer than the
+// store's. Call before Run.
+func (p *Pipeline) UseSpool(s *Spool) error {
+	recs, err := s.Records()
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.spool = s
+	for _, r := range recs {
+		if r.Node != p.node {
+			return fmt.Errorf("audit spool %s holds records of node %q, not %q", s.Path(), r.Node, p.node)
+		}
+		if r.Seq > p.seq {
+			p.seq, p.prev = r.Seq, r.Hash
+		}
+	}
+	return nil
+}
+
+// SpoolLen is the number of records waiting in the spool (0 without one).
+func (p *Pipeline) SpoolLen() int {
+	if p.spool == nil {
+		return 0
+	}
+	return p.spool.Len()
+}
+
+// replayLoop moves the spool into the store while the writer goes on:
+// chunks are read and appended outside the writer's lock (new batches keep
+// going to the spool meanwhile, behind them), and the spool is emptied under
+// the lock once nothing is left, so the store always gets the chain in
+// order. Records the store already holds (a replay cut short by a crash) are
+// skipped by sequence number.
+func (p *Pipeline) replayLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if p.spool.Len() == 0 {
+			continue
+		}
+		if err := p.replay(ctx); err != nil {
+			p.logger.Warn("audit spool not replayed yet; the store is still failing", "waiting", p.spool.Len(), "error", err)
+		}
+	}
+}
+
+func (p *Pipeline) replay(ctx context.Context) error {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	last, _, err := p.sink.Last(lctx, p.node)
+	cancel()
+	if err != nil {
+		return err
+	}
+	var off int64
+	total := 0
+	for {
+		p.mu.Lock()
+		recs, next, err := p.spool.ReadFrom(off, 2000)
+		if err == nil && len(recs) == 0 {
+			// Everything is in the store, and the writer (held off by the
+			// lock) has added nothing since: empty the spool.
+			err = p.spool.Clear()
+			p.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			if total > 0 {
+				p.logger.Info("audit spool replayed into the store", "events", total)
+				if p.OnReplay != nil {
+					p.OnReplay(total)
+				}
+			}
+			return nil
+		}
+		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		todo := recs[:0]
+		for _, r := range recs {
+			if r.Seq > last {
+				todo = append(todo, r)
+			}
+		}
+		if len(todo) > 0 {
+			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := p.sink.Append(actx, todo)
+			cancel()
+			if err != nil {
+				return err
+			}
+			last = todo[len(todo)-1].Seq
+			total += len(todo)
+		}
+		off = next
+	}
 }
 
 // Failing reports whether the last write failed. The gateway then refuses
@@ -93,6 +206,11 @@ func (p *Pipeline) Record(ctx context.Context, ev Event, wait time.Duration) err
 // Run writes batches until ctx ends, then drains what is queued.
 func (p *Pipeline) Run(ctx context.Context) {
 	batch := make([]*pending, 0, 256)
+	if p.spool != nil {
+		rctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		go p.replayLoop(rctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -136,9 +254,29 @@ func (p *Pipeline) write(batch []*pending) {
 		recs = append(recs, Record{Node: p.node, Seq: seq, Event: pd.ev, Body: body, PrevHash: prev, Hash: h})
 		prev = h
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := p.sink.Append(ctx, recs)
-	cancel()
+	var err error
+	spooled := false
+	if p.spool != nil && p.spool.Len() > 0 {
+		// Records wait behind the spool so the store sees the chain in order.
+		err = p.spool.Append(recs)
+		spooled = err == nil
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = p.sink.Append(ctx, recs)
+		cancel()
+		if err != nil && p.spool != nil {
+			storeErr := err
+			if err = p.spool.Append(recs); err == nil {
+				spooled = true
+				p.logger.Warn("audit store failing: events spooled to a local file, replayed when it is back", "events", len(recs), "spool", p.spool.Path(), "error", storeErr)
+			} else {
+				err = errors.Join(storeErr, err)
+			}
+		}
+	}
+	if spooled && p.OnSpool != nil {
+		p.OnSpool(len(recs), nil)
+	}
 	if err != nil {
 		// The chain does not advance: the refused requests have no events,
 		// and the next batch links to the last durable record.

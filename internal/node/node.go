@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ztgate/ztgate/internal/admin"
@@ -144,6 +145,14 @@ func Run(ctx context.Context, path string, opts Options) error {
 		pipeline.OnFailure = func(events int) {
 			n.alerts.Raise("high", "audit_unavailable", fmt.Sprintf("audit events cannot be written; %d requests refused", events))
 		}
+		spooled := promauto.With(n.reg).NewCounter(prometheus.CounterOpts{Name: "ztgate_audit_spooled_total", Help: "Audit events written to the local spool because the store failed (audit.on_failure: buffer)."})
+		replayed := promauto.With(n.reg).NewCounter(prometheus.CounterOpts{Name: "ztgate_audit_replayed_total", Help: "Spooled audit events replayed into the store."})
+		promauto.With(n.reg).NewGaugeFunc(prometheus.GaugeOpts{Name: "ztgate_audit_spool_events", Help: "Audit events waiting in the local spool."}, func() float64 { return float64(pipeline.SpoolLen()) })
+		pipeline.OnSpool = func(events int, _ error) {
+			spooled.Add(float64(events))
+			n.alerts.Raise("medium", "audit_spooling", fmt.Sprintf("the audit store is failing; %d events spooled locally, replayed when it is back", events))
+		}
+		pipeline.OnReplay = func(events int) { replayed.Add(float64(events)) }
 	}
 	defer stopAudit()
 	n.gw = gateway.New(rt, n.logger, metrics, pipeline, cfg.Audit.WriteTimeout.D())
@@ -523,11 +532,37 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 	if err != nil {
 		return nil, nil, err
 	}
+	var spool *audit.Spool
+	if cfg.Audit.OnFailure == "buffer" {
+		dir := cfg.Audit.SpoolDir
+		if dir == "" {
+			dir = "audit-spool"
+		}
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(filepath.Dir(cfg.File), dir)
+		}
+		if spool, err = audit.OpenSpool(dir, cfg.Audit.SpoolMaxBytes); err != nil {
+			return nil, nil, err
+		}
+		if err := p.UseSpool(spool); err != nil {
+			spool.Close()
+			return nil, nil, err
+		}
+		if n := spool.Len(); n > 0 {
+			logger.Warn("audit spool holds events from an earlier run; they are replayed into the store", "events", n, "spool", spool.Path())
+		}
+	}
 	pctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(pctx); close(done) }()
-	logger.Info("audit to store", "driver", cfg.Store.Driver, "node", name, "keyed_chain", key != nil)
-	return p, func() { stop(); <-done }, nil
+	logger.Info("audit to store", "driver", cfg.Store.Driver, "node", name, "keyed_chain", key != nil, "on_failure", cfg.Audit.OnFailure)
+	return p, func() {
+		stop()
+		<-done
+		if spool != nil {
+			spool.Close()
+		}
+	}, nil
 }
 
 // OpenStore opens the configured store; a relative SQLite path is relative
