@@ -5,9 +5,16 @@ package admin
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,8 +62,32 @@ const maxBodyBytes = 64 << 10
 // AlertsFunc lists alerts raised since a time.
 type AlertsFunc func(ctx context.Context, since time.Time) ([]alert.Alert, error)
 
+// AuditQuery is one page of audit events.
+type AuditQuery struct {
+	Since    time.Time
+	Decision string
+	Identity string
+	Route    string
+	After    string
+	Limit    int
+}
+
+// AuditFunc returns a page of audit events (their JSON bodies, newest
+// first) and the cursor of the next page ("" at the end).
+type AuditFunc func(ctx context.Context, q AuditQuery) ([]json.RawMessage, string, error)
+
+// Deps is what the admin API serves from.
+type Deps struct {
+	Gatherer prometheus.Gatherer
+	Status   StatusFunc
+	Explain  ExplainFunc
+	Alerts   AlertsFunc
+	Audit    AuditFunc // nil: no store
+}
+
 // Handler returns the admin API.
-func Handler(gatherer prometheus.Gatherer, status StatusFunc, explainer ExplainFunc, alerts AlertsFunc) http.Handler {
+func Handler(d Deps) http.Handler {
+	gatherer, status, explainer, alerts := d.Gatherer, d.Status, d.Explain, d.Alerts
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -112,15 +143,97 @@ func Handler(gatherer prometheus.Gatherer, status StatusFunc, explainer ExplainF
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"alerts": as})
 	})
-	return mux
+	// GET /v1/audit/events?since=1h&decision=deny&identity=X&route=svc/route&limit=100&after=CURSOR
+	mux.HandleFunc("GET /v1/audit/events", func(w http.ResponseWriter, r *http.Request) {
+		if d.Audit == nil {
+			writeJSON(w, http.StatusNotFound, apiError{Error: "no store configured: there is no audit trail", Reason: "no_store"})
+			return
+		}
+		q, err := auditQuery(r.URL.Query())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Reason: "bad_request"})
+			return
+		}
+		evs, next, err := d.Audit(r.Context(), q)
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error(), Reason: "audit_unavailable"})
+			return
+		}
+		if evs == nil {
+			evs = []json.RawMessage{}
+		}
+		out := map[string]any{"events": evs}
+		if next != "" {
+			out["next"] = next
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	return withRequestID(mux)
+}
+
+// withRequestID gives every admin response an X-Request-Id, which error
+// bodies repeat.
+func withRequestID(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		w.Header().Set("X-Request-Id", "adm-"+hex.EncodeToString(b[:]))
+		h.ServeHTTP(w, r)
+	})
+}
+
+var auditParams = map[string]bool{"since": true, "decision": true, "identity": true, "route": true, "limit": true, "after": true}
+
+var decisions = map[string]bool{"allow": true, "deny": true, "would_deny": true, "error": true, "preflight": true}
+
+// auditQuery reads and checks the audit query parameters; an unknown one
+// is an error rather than a filter silently not applied.
+func auditQuery(v url.Values) (AuditQuery, error) {
+	for k := range v {
+		if !auditParams[k] {
+			return AuditQuery{}, fmt.Errorf("unknown parameter %q (since, decision, identity, route, limit, after)", k)
+		}
+	}
+	q := AuditQuery{Decision: v.Get("decision"), Identity: v.Get("identity"), Route: v.Get("route"), After: v.Get("after"), Limit: 100}
+	since := time.Hour
+	if s := v.Get("since"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return q, errors.New("bad since: want a duration such as 1h")
+		}
+		since = d
+	}
+	q.Since = time.Now().Add(-since)
+	if q.After != "" {
+		i := strings.LastIndexByte(q.After, ':')
+		if _, err := strconv.ParseInt(q.After[i+1:], 10, 64); i <= 0 || err != nil {
+			return q, errors.New("bad after: pass the next value of the previous page")
+		}
+	}
+	if q.Decision != "" && !decisions[q.Decision] {
+		return q, fmt.Errorf("bad decision %q: allow, deny, would_deny, error or preflight", q.Decision)
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return q, errors.New("bad limit: 1 to 1000")
+		}
+		q.Limit = n
+	}
+	return q, nil
 }
 
 type apiError struct {
-	Error  string `json:"error"`
-	Reason string `json:"reason"`
+	Error     string `json:"error"`
+	Reason    string `json:"reason"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	if e, ok := v.(apiError); ok {
+		e.RequestID = w.Header().Get("X-Request-Id")
+		v = e
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -195,7 +196,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 		},
 	}
 	adm := &http.Server{
-		Handler:           admin.Handler(n.reg, n.status, n.explain, n.listAlerts),
+		Handler:           admin.Handler(admin.Deps{Gatherer: n.reg, Status: n.status, Explain: n.explain, Alerts: n.listAlerts, Audit: n.auditQuery()}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          errLog,
 	}
@@ -369,6 +370,24 @@ func (n *Node) reload(ctx context.Context, force bool) {
 func (n *Node) explain(ctx context.Context, req explain.Request) (*explain.Result, error) {
 	rt := n.gw.Runtime()
 	return explain.Explain(ctx, rt.Config(), req, explain.Options{Authenticator: rt.Authenticator()})
+}
+
+// auditQuery serves the admin API's audit events (nil without a store).
+func (n *Node) auditQuery() admin.AuditFunc {
+	if n.store == nil {
+		return nil
+	}
+	return func(ctx context.Context, q admin.AuditQuery) ([]json.RawMessage, string, error) {
+		recs, next, err := n.store.Query(ctx, store.Filter{Since: q.Since, Decision: q.Decision, Identity: q.Identity, Route: q.Route, After: q.After, Limit: q.Limit})
+		if err != nil {
+			return nil, "", err
+		}
+		out := make([]json.RawMessage, len(recs))
+		for i, r := range recs {
+			out[i] = r.Body
+		}
+		return out, next, nil
+	}
 }
 
 func (n *Node) listAlerts(ctx context.Context, since time.Time) ([]alert.Alert, error) {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -243,4 +244,66 @@ func TestFaultPostgresDownBuffer(t *testing.T) {
 		t.Error("no alert while spooling")
 	}
 	t.Logf("%d answered, all in the trail; %.0f went through the spool", n, spooled)
+}
+
+// TestAdminAuditEvents: the admin API pages through the audit trail with
+// the same filters as ztgate audit query, and refuses bad parameters.
+func TestAdminAuditEvents(t *testing.T) {
+	is, up := newIssuer(t), newUpstream(t)
+	cfg := strings.Replace(baseConfig(is, up), "admin:\n  address: \"127.0.0.1:0\"\n", "admin:\n  address: \"127.0.0.1:0\"\nstore: { driver: sqlite, dsn: audit.db }\n", 1)
+	g := startGatewayIn(t, t.TempDir(), cfg)
+	reader := is.TokenFor(t, "alice", "Orders.Read")
+	want := map[string]bool{}
+	for i := range 12 {
+		_, _, h := do(t, "GET", g.URL+fmt.Sprint("/orders/", i), reader, nil)
+		want[h.Get("X-Request-Id")] = true
+		do(t, "GET", g.URL+"/admin/x", reader, nil) // denied: filtered out below
+	}
+	got := map[string]bool{}
+	after, pages := "", 0
+	for {
+		url := g.Admin + "/v1/audit/events?decision=allow&route=orders/read-orders&limit=5"
+		if after != "" {
+			url += "&after=" + after
+		}
+		s, b, _ := do(t, "GET", url, "", nil)
+		if s != 200 {
+			t.Fatalf("page %d: %d %s", pages, s, b)
+		}
+		var page struct {
+			Events []struct {
+				RequestID string `json:"request_id"`
+				Decision  string `json:"decision"`
+			} `json:"events"`
+			Next string `json:"next"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, e := range page.Events {
+			if e.Decision != "allow" || got[e.RequestID] {
+				t.Fatalf("bad or repeated event %+v", e)
+			}
+			got[e.RequestID] = true
+		}
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	if len(got) != len(want) || pages != 3 {
+		t.Fatalf("got %d events over %d pages, want %d over 3", len(got), pages, len(want))
+	}
+	for id := range want {
+		if !got[id] {
+			t.Fatalf("request %s missing", id)
+		}
+	}
+	for _, q := range []string{"since=yesterday", "decision=maybe", "limit=0", "after=nonsense", "colour=red"} {
+		s, b, _ := do(t, "GET", g.Admin+"/v1/audit/events?"+q, "", nil)
+		if s != 400 || decodeError(t, b).Reason != "bad_request" {
+			t.Errorf("%s: got %d %s, want 400 bad_request", q, s, b)
+		}
+	}
 }
