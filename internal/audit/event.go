@@ -99,9 +99,18 @@ type Problem struct {
 // Verify walks one node's records in sequence order and reports the first
 // problem: a record whose body no longer matches its hash (altered), a gap
 // in the sequence (deleted), or a record out of place (reordered).
-func (c *Chain) Verify(recs []Record) *Problem {
-	prev := ""
-	var want int64 = 1
+func (c *Chain) Verify(recs []Record) *Problem { return c.VerifyFrom(0, "", recs) }
+
+// CheckpointMAC binds a retention checkpoint (the last record removed) to
+// the chain's key, so that moving it to hide deletions needs the key.
+func (c *Chain) CheckpointMAC(node string, seq int64, hash string) string {
+	return c.Link(node, seq, "checkpoint", []byte(hash))
+}
+
+// VerifyFrom is Verify for a chain whose records up to sequence after were
+// removed by retention; prev is the hash of record after.
+func (c *Chain) VerifyFrom(after int64, prev string, recs []Record) *Problem {
+	want := after + 1
 	for _, r := range recs {
 		switch {
 		case r.Seq > want:

@@ -44,12 +44,27 @@ func auditCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p := chain.Verify(recs); p != nil {
+				ck, err := st.Checkpoint(cmd.Context(), n)
+				if err != nil {
+					return err
+				}
+				var after int64
+				prev, note := "", ""
+				if ck != nil {
+					if chain.CheckpointMAC(n, ck.Seq, ck.Hash) != ck.MAC {
+						bad = true
+						fmt.Fprintf(cmd.OutOrStdout(), "node %s: FIRST PROBLEM: the retention checkpoint (sequence %d) was altered\n", n, ck.Seq)
+						continue
+					}
+					after, prev = ck.Seq, ck.Hash
+					note = fmt.Sprintf(" (events up to sequence %d removed by retention on %s)", ck.Seq, ck.Time.Format(time.RFC3339))
+				}
+				if p := chain.VerifyFrom(after, prev, recs); p != nil {
 					bad = true
 					fmt.Fprintf(cmd.OutOrStdout(), "node %s: %d events; FIRST PROBLEM at sequence %d: %s\n", n, len(recs), p.Seq, p.What)
 					continue
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "node %s: %d events, chain intact\n", n, len(recs))
+				fmt.Fprintf(cmd.OutOrStdout(), "node %s: %d events, chain intact%s\n", n, len(recs), note)
 			}
 			if len(nodes) == 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "no audit events")

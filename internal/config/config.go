@@ -119,6 +119,7 @@ type Audit struct {
 	Node          string   `yaml:"node" doc:"This gateway's name in the audit chain (default: the host name)."`
 	HMACKey       string   `yaml:"hmac_key" doc:"Key for a keyed hash chain (use a ${secret:...} reference); without it the chain is plain SHA-256."`
 	WriteTimeout  Duration `yaml:"write_timeout" default:"2s" doc:"How long a request waits for its event to be durable before it is refused."`
+	Retention     Duration `yaml:"retention" doc:"Remove audit events older than this (checked hourly), e.g. 365d; the chain stays verifiable from a keyed checkpoint. Absent or 0: keep every event."`
 }
 
 // Secrets configures secret providers.

@@ -574,6 +574,10 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 	pctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(pctx); close(done) }()
+	if keep := cfg.Audit.Retention.D(); keep > 0 {
+		chain := audit.NewChain(key)
+		go prune(pctx, st, chain, keep, logger)
+	}
 	logger.Info("audit to store", "driver", cfg.Store.Driver, "node", name, "keyed_chain", key != nil, "on_failure", cfg.Audit.OnFailure)
 	return p, func() {
 		stop()
@@ -582,6 +586,26 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 			spool.Close()
 		}
 	}, nil
+}
+
+// prune removes audit events older than keep, at start and hourly.
+func prune(ctx context.Context, st *store.DB, chain *audit.Chain, keep time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := st.Prune(ctx, time.Now().Add(-keep), chain.CheckpointMAC)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Error("audit retention: events not pruned", "error", err)
+		case n > 0:
+			logger.Info("audit retention: old events removed; the chain continues from a checkpoint", "events", n, "older_than", keep.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // OpenStore opens the configured store; a relative SQLite path is relative

@@ -80,6 +80,7 @@ var migrations = map[Dialect][]string{
 		node     TEXT    NOT NULL
 	);
 	CREATE INDEX alerts_time ON alerts (time_ns);`,
+		checkpointsTable("INTEGER"),
 	},
 	// The body column is TEXT, not JSONB: the chain hashes its exact bytes.
 	Postgres: {
@@ -118,7 +119,20 @@ var migrations = map[Dialect][]string{
 		node     TEXT   NOT NULL
 	);
 	CREATE INDEX alerts_time ON alerts (time_ns);`,
+		checkpointsTable("BIGINT"),
 	},
+}
+
+// checkpointsTable remembers, per node, the last record removed by
+// retention: verification starts from it. mac binds it to the chain's key.
+func checkpointsTable(integer string) string {
+	return `CREATE TABLE audit_checkpoints (
+		node    TEXT PRIMARY KEY,
+		seq     ` + integer + ` NOT NULL,
+		hash    TEXT NOT NULL,
+		mac     TEXT NOT NULL,
+		time_ns ` + integer + ` NOT NULL
+	);`
 }
 
 // Open opens the store of the given driver ("sqlite" or "postgres").
@@ -461,4 +475,90 @@ func (s *DB) scan(ctx context.Context, q string, args ...any) ([]audit.Record, e
 func (s *DB) Exec(ctx context.Context, q string, args ...any) error {
 	_, err := s.exec(ctx, q, args...)
 	return err
+}
+
+// Checkpoint is where a node's chain starts after retention removed its
+// older records: the last removed record's sequence and hash.
+type Checkpoint struct {
+	Seq  int64
+	Hash string
+	MAC  string
+	Time time.Time // when the records were removed
+}
+
+// Checkpoint returns node's checkpoint (nil when nothing was pruned).
+func (s *DB) Checkpoint(ctx context.Context, node string) (*Checkpoint, error) {
+	var c Checkpoint
+	var ns int64
+	err := s.queryRow(ctx, `SELECT seq, hash, mac, time_ns FROM audit_checkpoints WHERE node = ?`, node).Scan(&c.Seq, &c.Hash, &c.MAC, &ns)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.Time = time.Unix(0, ns).UTC()
+	return &c, nil
+}
+
+// Prune removes every node's records older than before, keeping each
+// chain's newest record, and moves the node's checkpoint to the last record
+// removed, in the same transaction. Records are removed in sequence order
+// only: a record stays while an older-sequence one is too young (events are
+// timed at the request's start, so the two orders can differ slightly).
+// mac signs a checkpoint (the chain's key binds it). It returns the number
+// of records removed.
+func (s *DB) Prune(ctx context.Context, before time.Time, mac func(node string, seq int64, hash string) string) (int64, error) {
+	nodes, err := s.Nodes(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, node := range nodes {
+		n, err := s.pruneNode(ctx, node, before, mac)
+		if err != nil {
+			return total, fmt.Errorf("prune node %s: %w", node, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+func (s *DB) pruneNode(ctx context.Context, node string, before time.Time, mac func(string, int64, string) string) (int64, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	var maxSeq int64
+	var young sql.NullInt64
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT COALESCE(MAX(seq), 0) FROM audit_events WHERE node = ?`), node).Scan(&maxSeq); err != nil {
+		return 0, err
+	}
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT MIN(seq) FROM audit_events WHERE node = ? AND time_ns >= ?`), node, before.UnixNano()).Scan(&young); err != nil {
+		return 0, err
+	}
+	cut := maxSeq - 1 // the newest record always stays: the chain continues from it
+	if young.Valid {
+		cut = min(cut, young.Int64-1)
+	}
+	var hash string
+	err = tx.QueryRowContext(ctx, s.q(`SELECT hash FROM audit_events WHERE node = ? AND seq = ?`), node, cut).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil // nothing old enough, or already pruned up to cut
+	}
+	if err != nil {
+		return 0, err
+	}
+	res, err := tx.ExecContext(ctx, s.q(`DELETE FROM audit_events WHERE node = ? AND seq <= ?`), node, cut)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit_checkpoints (node, seq, hash, mac, time_ns) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (node) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac, time_ns = excluded.time_ns`),
+		node, cut, hash, mac(node, cut, hash), time.Now().UnixNano()); err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
 }
