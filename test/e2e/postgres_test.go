@@ -324,7 +324,8 @@ func TestAuditRetention(t *testing.T) {
 		do(t, "GET", g.URL+fmt.Sprint("/orders/", i), reader, nil)
 	}
 	g.Signal(syscall.SIGTERM)
-	<-g.Done
+	err := <-g.Done
+	g.Done <- err
 	time.Sleep(20 * time.Millisecond)
 	g = startGatewayIn(t, dir, fmt.Sprintf(cfg, ", retention: 10ms"))
 	waitFor(t, "pruning", func() bool { return strings.Contains(g.Logs.String(), "old events removed") })
