@@ -94,12 +94,13 @@ func read(r io.Reader) ([]run, error) {
 	return runs, err
 }
 
-var scenarioOrder = []string{"same", "fresh", "denied", "direct"}
+var scenarioOrder = []string{"same", "fresh", "denied", "pg", "direct"}
 
 var scenarioNames = map[string]string{
 	"same":   "same token",
 	"fresh":  "fresh token",
 	"denied": "denied (no token)",
+	"pg":     "same token, audit on PostgreSQL",
 	"direct": "direct to upstream",
 }
 
@@ -252,7 +253,10 @@ func targets(w io.Writer, cells []*cell, runs []run) {
 	fmt.Fprintf(w, "| fresh token, %d conns: req/s ÷ bare proxy | ≥ 0.60 | %.2f | %s |\n", maxConns, fresh, verdict(fresh, 0.60, true))
 	lat := added("same")
 	fmt.Fprintf(w, "| 1 conn, same token: p50 added over bare proxy | ≤ 0.100 ms | %.3f ms | %s |\n", lat, verdict(lat, 0.1, false))
-	for _, s := range []string{"fresh", "denied"} {
+	if v := ratio("pg", maxConns); !math.IsNaN(v) {
+		fmt.Fprintf(w, "| same token, audit on PostgreSQL, %d conns: req/s ÷ bare proxy (for reference) | | %.2f | |\n", maxConns, v)
+	}
+	for _, s := range []string{"fresh", "denied", "pg"} {
 		if v := added(s); !math.IsNaN(v) {
 			fmt.Fprintf(w, "| 1 conn, %s: p50 added (for reference) | | %.3f ms | |\n", scenarioNames[s], v)
 		}
