@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -343,7 +344,7 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	if err == nil && cfg.State != n.cfg.State {
 		err = errors.New("state cannot change on reload; restart the gateway")
 	}
-	if err == nil && (fmt.Sprint(cfg.Store) != fmt.Sprint(n.cfg.Store) || cfg.Audit != n.cfg.Audit) {
+	if err == nil && (fmt.Sprint(cfg.Store) != fmt.Sprint(n.cfg.Store) || !reflect.DeepEqual(cfg.Audit, n.cfg.Audit)) {
 		err = errors.New("store and audit cannot change on reload; restart the gateway")
 	}
 	var rt *gateway.Runtime
