@@ -251,8 +251,10 @@ func TestRetryHonoursRetryAfterAndBackoff(t *testing.T) {
 		wantFail int
 	}{
 		{
-			name:     "Retry-After is waited out",
-			fail:     func(a int, _ []audit.Record) error { return ifFirst(a, 1, &RetryAfter{After: 3 * time.Second, Err: errors.New("429")}) },
+			name: "Retry-After is waited out",
+			fail: func(a int, _ []audit.Record) error {
+				return ifFirst(a, 1, &RetryAfter{After: 3 * time.Second, Err: errors.New("429")})
+			},
 			wantGaps: []time.Duration{3 * time.Second},
 			wantSent: 10,
 		},
@@ -277,8 +279,10 @@ func TestRetryHonoursRetryAfterAndBackoff(t *testing.T) {
 			wantSent: 10,
 		},
 		{
-			name:     "gives up after max elapsed",
-			fail:     func(a int, _ []audit.Record) error { return &RetryAfter{After: 40 * time.Second, Err: errors.New("429")} },
+			name: "gives up after max elapsed",
+			fail: func(a int, _ []audit.Record) error {
+				return &RetryAfter{After: 40 * time.Second, Err: errors.New("429")}
+			},
 			wantGaps: []time.Duration{40 * time.Second},
 			wantFail: 10,
 		},
