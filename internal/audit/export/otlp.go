@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/ztgate/ztgate/internal/audit"
 )
@@ -95,9 +96,10 @@ func otlpRecord(r *audit.Record, observed int64) otlpLogRecord {
 		b, _ := audit.Canonical(e)
 		body = string(b)
 	}
+	path, query, _ := strings.Cut(e.URL, "?")
 	attrs := []otlpKV{
 		{"http.request.method", strV(e.Method)},
-		{"url.path", strV(e.URL)},
+		{"url.path", strV(path)},
 		{"http.response.status_code", intV(int64(e.Status))},
 		{"client.address", strV(e.SrcIP)},
 		{"ztgate.request_id", strV(e.RequestID)},
@@ -112,7 +114,7 @@ func otlpRecord(r *audit.Record, observed int64) otlpLogRecord {
 		{"ztgate.duration_ms", doubleV(e.DurationMS)},
 	}
 	for _, kv := range []struct{ k, v string }{
-		{"user_agent.original", e.UserAgent}, {"ztgate.service", e.Service}, {"ztgate.route", e.Route},
+		{"url.query", query}, {"user_agent.original", e.UserAgent}, {"ztgate.service", e.Service}, {"ztgate.route", e.Route},
 		{"ztgate.identity", e.Identity}, {"ztgate.identity_type", e.IdentityType}, {"ztgate.tenant", e.Tenant},
 		{"ztgate.object_id", e.ObjectID}, {"ztgate.subject", e.Subject}, {"ztgate.app_id", e.AppID},
 	} {
