@@ -329,27 +329,32 @@ func TestRetryHonoursRetryAfterAndBackoff(t *testing.T) {
 
 func TestBatchingBySizeAndInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var sizes []int
+		var sizes []int // guarded by f.mu
 		f := &fakeSender{fail: func(_ int, recs []audit.Record) error { sizes = append(sizes, len(recs)); return nil }}
+		batches := func() string {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return fmt.Sprint(sizes)
+		}
 		e := New("x", "otlp", f, settings(), nil, discard)
 		e.Start()
 		e.Offer(records(25))
 		synctest.Wait()
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if fmt.Sprint(sizes) != "[10 10 5]" {
-			t.Errorf("batches: got %v, want [10 10 5]", sizes)
+		if got := batches(); got != "[10 10 5]" {
+			t.Errorf("batches: got %v, want [10 10 5]", got)
 		}
 		e.Offer(records(3))
 		time.Sleep(10 * time.Millisecond)
 		synctest.Wait()
-		if len(sizes) != 3 {
-			t.Errorf("a partial batch went out before flush_interval: %v", sizes)
+		if got := batches(); got != "[10 10 5]" {
+			t.Errorf("a partial batch went out before flush_interval: %v", got)
 		}
 		time.Sleep(50 * time.Millisecond)
 		synctest.Wait()
-		if len(sizes) != 4 || sizes[3] != 3 {
-			t.Errorf("after flush_interval: got %v, want a batch of 3", sizes)
+		if got := batches(); got != "[10 10 5 3]" {
+			t.Errorf("after flush_interval: got %v, want a batch of 3 more", got)
 		}
 		e.Close(time.Second)
 	})

@@ -111,7 +111,7 @@ func TestOTLPPayloadShape(t *testing.T) {
 	var hdr http.Header
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/logs" || r.Method != http.MethodPost {
-			http.Error(w, "not found", 404)
+			http.NotFound(w, r)
 			return
 		}
 		got, _ = io.ReadAll(r.Body)

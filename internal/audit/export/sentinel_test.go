@@ -68,7 +68,7 @@ func TestSentinelLogsIngestionContract(t *testing.T) {
 			mu.Unlock()
 			if r.PostForm.Get("grant_type") != "client_credentials" || r.PostForm.Get("client_id") != clientID || r.PostForm.Get("client_secret") != secret {
 				problem("token request %v: want client_credentials for the configured client and secret", r.PostForm)
-				http.Error(w, `{"error":"invalid_client"}`, 401)
+				http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
 				return
 			}
 			if got := strings.Fields(r.PostForm.Get("scope")); len(got) == 0 || got[0] != "https://monitor.azure.com/.default" {
@@ -110,7 +110,7 @@ func TestSentinelLogsIngestionContract(t *testing.T) {
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
 			problem("body is not gzip: %v", err)
-			http.Error(w, "", 400)
+			http.Error(w, "", http.StatusBadRequest)
 			return
 		}
 		body, _ := io.ReadAll(zr)
@@ -124,7 +124,7 @@ func TestSentinelLogsIngestionContract(t *testing.T) {
 		var rows []map[string]any
 		if err := json.Unmarshal(body, &rows); err != nil {
 			problem("body is not a JSON array: %v", err)
-			http.Error(w, "", 400)
+			http.Error(w, "", http.StatusBadRequest)
 			return
 		}
 		if first {
