@@ -33,7 +33,7 @@ func FromConfig(cfgs []config.Exporter, o Options) (Set, error) {
 		e, err := newExporter(c, o)
 		if err != nil {
 			for _, prev := range set {
-				prev.Close(0)
+				_ = prev.Close(0)
 			}
 			return nil, fmt.Errorf("audit.exporters[%d] (%s): %w", i, exporterName(c), err)
 		}
