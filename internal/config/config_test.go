@@ -1,8 +1,11 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,6 +176,117 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("got %T, want errors.As to find a *config.Error", err)
 			}
 		})
+	}
+}
+
+// withExporter is base with a store and one audit exporter.
+func withExporter(e string) string {
+	return base + "store: { dsn: a.db }\naudit:\n  exporters:\n    - " + e + "\n"
+}
+
+func TestExporterErrors(t *testing.T) {
+	const dcr = "dcr-0123456789abcdef0123456789abcdef"
+	const tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	sentinel := "{ type: sentinel, endpoint: \"https://dce.eastus-1.ingest.monitor.azure.com\", dcr_id: " + dcr + ", stream: Custom-Ztgate, auth: client_secret, tenant_id: " + tenant + ", client_id: " + tenant + ", client_secret: \"${env:ZT_TEST_SUBJECT}\" }"
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error, in order; nil: valid
+	}{
+		{"jsonl stdout", withExporter("{ type: jsonl }"), nil},
+		{"jsonl file", withExporter("{ type: jsonl, path: audit.jsonl, max_bytes: 1048576, max_files: 3 }"), nil},
+		{"sentinel valid", withExporter(sentinel), nil},
+		{"sentinel managed identity", withExporter("{ type: sentinel, endpoint: \"https://dce.example\", dcr_id: " + dcr + ", stream: Custom-Ztgate, auth: managed_identity }"), nil},
+		{"syslog tls", withExporter("{ type: syslog, network: tls, address: \"siem.example:6514\", ca_file: ca.pem }"), nil},
+		{"otlp", withExporter("{ type: otlp, url: \"http://127.0.0.1:4318/v1/logs\", headers: { X-Api-Key: \"${env:ZT_TEST_SUBJECT}\" } }"), nil},
+		{"webhook", withExporter("{ type: webhook, url: \"https://hooks.example/ztgate\", hmac_key: \"${env:ZT_TEST_SUBJECT}${env:ZT_TEST_SUBJECT}${env:ZT_TEST_SUBJECT}${env:ZT_TEST_SUBJECT}${env:ZT_TEST_SUBJECT}${env:ZT_TEST_SUBJECT}\" }"), nil},
+		{"unknown type", withExporter("{ type: kafka }"), []string{"x.yaml:15:15: audit.exporters[0].type: \"kafka\" is not one of: jsonl, sentinel, syslog, otlp, webhook"}},
+		{"missing type", withExporter("{ name: x }"), []string{"x.yaml:15:7: audit.exporters[0]: missing required key \"type\""}},
+		{"unknown key", withExporter("{ type: jsonl, paht: x }"), []string{"x.yaml:15:22: audit.exporters[0].paht: unknown key \"paht\""}},
+		{"key of another type", withExporter("{ type: jsonl, url: \"http://x\", hmac_key: abc }"), []string{"audit.exporters[0].hmac_key: hmac_key is only for type webhook", "audit.exporters[0].url: url is only for type otlp and webhook"}},
+		{"duplicate names", base + "store: { dsn: a.db }\naudit:\n  exporters:\n    - { type: jsonl }\n    - { type: jsonl }\n", []string{"x.yaml:16:7: audit.exporters[1]: duplicate exporter name \"jsonl\""}},
+		{"no store", base + "audit: { exporters: [ { type: jsonl } ] }\n", []string{"audit.exporters[0]: exporters send what the store made durable: configure a store"}},
+		{"zero buffer", withExporter("{ type: jsonl, buffer: 0 }"), []string{"audit.exporters[0].buffer: must be between 1"}},
+		{"retry max below initial", withExporter("{ type: jsonl, retry: { initial_interval: 5s, max_interval: 1s } }"), []string{"audit.exporters[0].retry.max_interval: must not be shorter"}},
+		{"sentinel missing keys", withExporter("{ type: sentinel }"), []string{"missing required key \"endpoint\" for type sentinel", "\"dcr_id\"", "\"stream\"", "\"auth\""}},
+		{"sentinel http endpoint", withExporter(strings.Replace(sentinel, "https://dce", "http://dce", 1)), []string{"audit.exporters[0].endpoint: bad endpoint \"http://dce.eastus-1.ingest.monitor.azure.com\": want https"}},
+		{"sentinel bad dcr", withExporter(strings.Replace(sentinel, dcr, "my-rule", 1)), []string{"audit.exporters[0].dcr_id: bad dcr_id \"my-rule\""}},
+		{"sentinel client_secret without secret", withExporter(strings.Replace(sentinel, ", client_secret: \"${env:ZT_TEST_SUBJECT}\"", "", 1)), []string{"auth client_secret needs client_secret"}},
+		{"sentinel managed identity with a secret", withExporter(strings.Replace(sentinel, "auth: client_secret", "auth: managed_identity", 1)), []string{"audit.exporters[0].tenant_id: tenant_id is only for auth client_secret", "audit.exporters[0].client_secret: client_secret is only for auth client_secret"}},
+		{"syslog without network", withExporter("{ type: syslog, address: \"x:514\" }"), []string{"missing required key \"network\" for type syslog"}},
+		{"syslog bad network", withExporter("{ type: syslog, network: sctp, address: \"x:514\" }"), []string{"network: \"sctp\" is not one of: tcp, tls, udp"}},
+		{"syslog bad address", withExporter("{ type: syslog, network: udp, address: x }"), []string{"audit.exporters[0].address: bad address \"x\""}},
+		{"syslog ca_file without tls", withExporter("{ type: syslog, network: tcp, address: \"x:514\", ca_file: ca.pem }"), []string{"audit.exporters[0].ca_file: ca_file is only for network tls"}},
+		{"otlp without url", withExporter("{ type: otlp }"), []string{"missing required key \"url\" for type otlp"}},
+		{"webhook url with credentials", withExporter("{ type: webhook, url: \"https://u:p@hooks.example\", hmac_key: 0123456789abcdef }"), []string{"must not carry credentials"}},
+		{"webhook short key", withExporter("{ type: webhook, url: \"https://hooks.example\", hmac_key: short }"), []string{"audit.exporters[0].hmac_key: webhook needs an hmac_key of at least 16 bytes"}},
+		{"cert without key", withExporter("{ type: webhook, url: \"https://hooks.example\", hmac_key: 0123456789abcdef, cert_file: c.pem }"), []string{"cert_file and key_file go together"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("x.yaml", []byte(tt.yaml), testOptions())
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("got error %v, want none", err)
+				}
+				if got := len(c.Audit.Exporters); got != 1 {
+					t.Fatalf("got %d exporters, want 1", got)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("got no error, want %q", tt.want)
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				i := strings.Index(msg, w)
+				if i < 0 {
+					t.Fatalf("got error:\n%s\nwant it to contain %q", err, w)
+				}
+				msg = msg[i+len(w):]
+			}
+		})
+	}
+}
+
+func TestExporterDefaults(t *testing.T) {
+	c, err := Parse("x.yaml", []byte(withExporter("{ type: syslog, network: udp, address: \"127.0.0.1:514\" }")), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Audit.Exporters[0]
+	if e.Buffer != 10000 || e.BatchSize != 500 || e.FlushInterval.D() != time.Second || e.Retry.InitialInterval.D() != time.Second || e.Retry.MaxInterval.D() != time.Minute || e.Facility != "local0" {
+		t.Errorf("got defaults %+v, want buffer 10000, batch_size 500, flush_interval 1s, retry 1s..1m, facility local0", e)
+	}
+}
+
+// TestExporterSecretsNeverPrint guards the promise that a client secret,
+// an HMAC key or a header value never shows in output: %v, %+v, %#v, JSON,
+// slog, or an error about the same exporter.
+func TestExporterSecretsNeverPrint(t *testing.T) {
+	const secret = "s3cr3t-value-never-shown"
+	opts := testOptions()
+	opts.LookupEnv = func(k string) (string, bool) { return secret, k == "ZT_SECRET" }
+	y := withExporter("{ type: webhook, url: \"https://hooks.example\", hmac_key: \"${env:ZT_SECRET}\", headers: { Authorization: \"Bearer ${env:ZT_SECRET}\" } }")
+	c, err := Parse("x.yaml", []byte(y), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Audit.Exporters[0]
+	if e.HMACKey.Reveal() != secret || e.Headers["Authorization"].Reveal() != "Bearer "+secret {
+		t.Fatalf("secrets not resolved: got %q", e.HMACKey.Reveal())
+	}
+	js, _ := json.Marshal(e)
+	var logs strings.Builder
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("exporter", "key", e.HMACKey, "config", e)
+	for _, out := range []string{fmt.Sprint(e), fmt.Sprintf("%+v", c.Audit), fmt.Sprintf("%#v", e), string(js), logs.String()} {
+		if strings.Contains(out, secret) {
+			t.Errorf("secret printed in %s", out)
+		}
+	}
+	_, err = Parse("x.yaml", []byte(strings.Replace(y, "https://hooks.example", "ftp://x", 1)), opts)
+	if err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("got error %v, want one that does not print the secret", err)
 	}
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -80,6 +81,7 @@ func (c *Config) Validate() error {
 	if c.Audit.WriteTimeout.D() <= 0 || c.Audit.WriteTimeout.D() > 30*time.Second {
 		v.errorf("audit.write_timeout", "must be between 1ms and 30s")
 	}
+	v.exporters()
 	switch c.State.Driver {
 	case "redis":
 		if u, err := url.Parse(c.State.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
@@ -632,4 +634,190 @@ func redactDSN(dsn string) string {
 		return "(a connection string holding a password)"
 	}
 	return dsn
+}
+
+// exporterKeys lists the keys that only some exporter types take.
+var exporterKeys = map[string][]string{
+	"path":           {"jsonl"},
+	"max_bytes":      {"jsonl"},
+	"max_files":      {"jsonl"},
+	"endpoint":       {"sentinel"},
+	"dcr_id":         {"sentinel"},
+	"stream":         {"sentinel"},
+	"auth":           {"sentinel"},
+	"tenant_id":      {"sentinel"},
+	"client_id":      {"sentinel"},
+	"client_secret":  {"sentinel"},
+	"authority_host": {"sentinel"},
+	"audience":       {"sentinel"},
+	"network":        {"syslog"},
+	"address":        {"syslog"},
+	"facility":       {"syslog"},
+	"url":            {"otlp", "webhook"},
+	"headers":        {"otlp", "webhook"},
+	"hmac_key":       {"webhook"},
+	"ca_file":        {"sentinel", "syslog", "otlp", "webhook"},
+	"cert_file":      {"syslog", "otlp", "webhook"},
+	"key_file":       {"syslog", "otlp", "webhook"},
+	"server_name":    {"syslog"},
+}
+
+// has reports whether the file sets the key at path.
+func (v *validator) has(path string) bool {
+	_, ok := v.c.pos[path]
+	return ok
+}
+
+func (v *validator) exporters() {
+	names := map[string]bool{}
+	for i, e := range v.c.Audit.Exporters {
+		path := fmt.Sprintf("audit.exporters[%d]", i)
+		name := e.Name
+		if name == "" {
+			name = e.Type
+		}
+		if e.Name != "" && !nameRE.MatchString(e.Name) {
+			v.errorf(path+".name", "bad name %q: letters, digits, '.', '_' and '-' only", e.Name)
+		}
+		if names[name] {
+			v.errorf(path, "duplicate exporter name %q (give each exporter of a type its own name)", name)
+		}
+		names[name] = true
+		if v.c.Store == nil {
+			v.errorf(path, "exporters send what the store made durable: configure a store")
+		}
+		for _, key := range slices.Sorted(maps.Keys(exporterKeys)) {
+			types := exporterKeys[key]
+			if v.has(path+"."+key) && !slices.Contains(types, e.Type) {
+				v.errorf(path+"."+key, "%s is only for type %s", key, strings.Join(types, " and "))
+			}
+		}
+		if e.Buffer < 1 || e.Buffer > 10_000_000 {
+			v.errorf(path+".buffer", "must be between 1 and 10000000")
+		}
+		if e.BatchSize < 1 || e.BatchSize > 100_000 {
+			v.errorf(path+".batch_size", "must be between 1 and 100000")
+		}
+		if d := e.FlushInterval.D(); d < time.Millisecond || d > time.Hour {
+			v.errorf(path+".flush_interval", "must be between 1ms and 1h")
+		}
+		if d := e.Timeout.D(); d < time.Millisecond || d > 10*time.Minute {
+			v.errorf(path+".timeout", "must be between 1ms and 10m")
+		}
+		r := e.Retry
+		if r.InitialInterval.D() < time.Millisecond {
+			v.errorf(path+".retry.initial_interval", "must be at least 1ms")
+		}
+		if r.MaxInterval < r.InitialInterval {
+			v.errorf(path+".retry.max_interval", "must not be shorter than initial_interval")
+		}
+		if (e.CertFile == "") != (e.KeyFile == "") {
+			v.errorf(path, "cert_file and key_file go together")
+		}
+		switch e.Type {
+		case "jsonl":
+			if e.MaxBytes < 1<<10 {
+				v.errorf(path+".max_bytes", "must be at least 1024")
+			}
+			if e.MaxFiles < 1 || e.MaxFiles > 1000 {
+				v.errorf(path+".max_files", "must be between 1 and 1000")
+			}
+		case "sentinel":
+			v.sentinel(path, e)
+		case "syslog":
+			if e.Network == "" {
+				v.errorf(path, "missing required key \"network\" for type syslog (tcp, tls or udp)")
+			}
+			if e.Address == "" {
+				v.errorf(path, "missing required key \"address\" for type syslog")
+			} else if _, _, err := net.SplitHostPort(e.Address); err != nil {
+				v.errorf(path+".address", "bad address %q: want host:port", e.Address)
+			}
+			if e.Network != "tls" {
+				for _, k := range []string{"ca_file", "cert_file", "key_file", "server_name"} {
+					if v.has(path + "." + k) {
+						v.errorf(path+"."+k, "%s is only for network tls", k)
+					}
+				}
+			}
+		case "otlp", "webhook":
+			if e.URL == "" {
+				v.errorf(path, "missing required key \"url\" for type %s", e.Type)
+			} else {
+				v.exportURL(path+".url", e.URL)
+			}
+			for k := range e.Headers {
+				if !headerRE.MatchString(k) {
+					v.errorf(path+".headers."+k, "bad header name %q", k)
+				}
+			}
+			if e.Type == "webhook" && len(e.HMACKey) < 16 {
+				v.errorf(path+".hmac_key", "webhook needs an hmac_key of at least 16 bytes (use a ${secret:...} reference) so receivers can verify the batches")
+			}
+		}
+	}
+}
+
+var (
+	headerRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+	dcrRE    = regexp.MustCompile(`^dcr-[0-9a-f]{32}$`)
+	streamRE = regexp.MustCompile(`^(Custom|Microsoft)-[A-Za-z0-9_]+$`)
+)
+
+func (v *validator) sentinel(path string, e Exporter) {
+	for _, k := range []struct{ key, val string }{{"endpoint", e.Endpoint}, {"dcr_id", e.DCRID}, {"stream", e.Stream}, {"auth", e.Auth}} {
+		if k.val == "" {
+			v.errorf(path, "missing required key %q for type sentinel", k.key)
+		}
+	}
+	if e.Endpoint != "" {
+		if u, err := url.Parse(e.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.User != nil {
+			v.errorf(path+".endpoint", "bad endpoint %q: want https://host (the token is only ever sent over TLS)", e.Endpoint)
+		}
+	}
+	if e.DCRID != "" && !dcrRE.MatchString(e.DCRID) {
+		v.errorf(path+".dcr_id", "bad dcr_id %q: want the rule's immutable id, dcr- and 32 hex digits", e.DCRID)
+	}
+	if e.Stream != "" && !streamRE.MatchString(e.Stream) {
+		v.errorf(path+".stream", "bad stream %q: want a stream declared in the rule, e.g. Custom-ZtgateWebSession", e.Stream)
+	}
+	if e.ClientID != "" && !guidRE.MatchString(e.ClientID) {
+		v.errorf(path+".client_id", "bad client_id %q: want a GUID", e.ClientID)
+	}
+	switch e.Auth {
+	case "client_secret":
+		if !guidRE.MatchString(e.TenantID) {
+			v.errorf(path, "auth client_secret needs tenant_id, the tenant's GUID")
+		}
+		if e.ClientID == "" {
+			v.errorf(path, "auth client_secret needs client_id")
+		}
+		if e.ClientSecret == "" {
+			v.errorf(path, "auth client_secret needs client_secret (use a ${secret:...} reference)")
+		}
+	case "managed_identity":
+		for _, k := range []string{"tenant_id", "client_secret", "authority_host"} {
+			if v.has(path + "." + k) {
+				v.errorf(path+"."+k, "%s is only for auth client_secret", k)
+			}
+		}
+	}
+	if e.AuthorityHost != "" {
+		v.secureURL(path+".authority_host", e.AuthorityHost)
+	}
+	if u, err := url.Parse(e.Audience); err != nil || u.Scheme != "https" || u.Host == "" {
+		v.errorf(path+".audience", "bad audience %q: want https://monitor.azure.com or a sovereign cloud's", e.Audience)
+	}
+}
+
+// exportURL checks a destination URL: http(s), no credentials in it.
+func (v *validator) exportURL(path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+		v.errorf(path, "bad URL %q: want http(s)://host[:port]/path", raw)
+		return
+	}
+	if u.User != nil {
+		v.errorf(path, "the URL must not carry credentials: put them in headers with a ${secret:...} reference")
+	}
 }

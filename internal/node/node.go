@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +31,7 @@ import (
 	"github.com/ztgate/ztgate/internal/admin"
 	"github.com/ztgate/ztgate/internal/alert"
 	"github.com/ztgate/ztgate/internal/audit"
+	"github.com/ztgate/ztgate/internal/audit/export"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/explain"
@@ -138,7 +140,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger)
+	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger, n.reg)
 	if err != nil {
 		return err
 	}
@@ -343,7 +345,7 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	if err == nil && cfg.State != n.cfg.State {
 		err = errors.New("state cannot change on reload; restart the gateway")
 	}
-	if err == nil && (fmt.Sprint(cfg.Store) != fmt.Sprint(n.cfg.Store) || cfg.Audit != n.cfg.Audit) {
+	if err == nil && (fmt.Sprint(cfg.Store) != fmt.Sprint(n.cfg.Store) || !reflect.DeepEqual(cfg.Audit, n.cfg.Audit)) {
 		err = errors.New("store and audit cannot change on reload; restart the gateway")
 	}
 	var rt *gateway.Runtime
@@ -531,10 +533,11 @@ func newState(st config.State, db *store.DB, reg prometheus.Registerer, logger *
 	return gateway.State{Limits: r, Quotas: limits.NewRedisQuotas(client, "ztgate:q:")}, nil
 }
 
-// startAudit starts the audit pipeline into st; without a store there is
-// no audit (nil pipeline). The returned func stops the pipeline after
-// writing what is queued.
-func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *slog.Logger) (*audit.Pipeline, func(), error) {
+// startAudit starts the audit pipeline into st and the exporters fed from
+// it; without a store there is no audit (nil pipeline). The returned func
+// stops the pipeline after writing what is queued, then the exporters after
+// delivering what they hold (10 s at most).
+func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *slog.Logger, reg prometheus.Registerer) (*audit.Pipeline, func(), error) {
 	if st == nil {
 		logger.Warn("no store configured: decisions are logged but not audited")
 		return nil, func() {}, nil
@@ -571,6 +574,22 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 			logger.Warn("audit spool holds events from an earlier run; they are replayed into the store", "events", n, "spool", spool.Path())
 		}
 	}
+	exporters, err := export.FromConfig(cfg.Audit.Exporters, export.Options{Logger: logger, Metrics: export.NewMetrics(reg), Node: name, Dir: filepath.Dir(cfg.File)})
+	if err != nil {
+		if spool != nil {
+			spool.Close()
+		}
+		return nil, nil, err
+	}
+	if len(exporters) > 0 {
+		// Exporters see a batch only once it is durable (store or spool),
+		// and never hold the writer up: Offer drops what does not fit.
+		p.OnWritten = exporters.Offer
+		exporters.Start()
+		for _, e := range exporters {
+			logger.Info("audit exporter started", "exporter", e.Name())
+		}
+	}
 	pctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(pctx); close(done) }()
@@ -582,6 +601,9 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 	return p, func() {
 		stop()
 		<-done
+		if err := exporters.Close(10 * time.Second); err != nil {
+			logger.Warn("audit exporters closed with an error", "error", err)
+		}
 		if spool != nil {
 			spool.Close()
 		}
