@@ -385,7 +385,7 @@ func (m *MTLS) verify(chain []*x509.Certificate, now time.Time) (id *identity.Id
 				}
 			}
 			if rl.revoked[serialKey(c[i].SerialNumber)] {
-				f := certFail(ReasonCertRevoked, "the client certificate has been revoked", fmt.Errorf("serial %s of %s is on the CRL of %s", serialKey(c[i].SerialNumber), c[i].Subject, rl.issuer))
+				f := certFail(ReasonCertRevoked, "the client certificate has been revoked", fmt.Errorf("serial %s (certificate %d of the chain) is on the CRL of %s", serialKey(c[i].SerialNumber), i+1, rl.issuer))
 				f.Identity, _ = m.workload(leaf, c) // genuine but revoked: named in the audit event
 				return nil, time.Time{}, f
 			}
