@@ -526,6 +526,45 @@ func readSource(src string, leaf *x509.Certificate, cc *identity.ClientCert) (fo
 	return true, nil
 }
 
+// WorkloadFromID is the identity a verified certificate naming the
+// workload id would give under m (a SPIFFE ID, dns:NAME or cn:NAME), for
+// tools that explain or test policy without a certificate. The chain,
+// expiry and revocation are not checked; the source and trust domain are.
+func WorkloadFromID(m *config.MTLS, id string) (*identity.Identity, *Failure) {
+	if m == nil {
+		return nil, certFail(ReasonCertUntrusted, "identity.mtls is not configured: no certificate names a workload", nil)
+	}
+	cc := &identity.ClientCert{ID: id}
+	switch {
+	case strings.HasPrefix(id, "spiffe:"):
+		sid, err := spiffeid.ParseWorkload(id)
+		if err != nil {
+			return nil, certFail(ReasonBadSPIFFEID, "the SPIFFE ID is not valid", err)
+		}
+		cc.Source, cc.TrustDomain, cc.Path = "spiffe", sid.TrustDomain, sid.Path
+	case strings.HasPrefix(id, "dns:"):
+		if name := id[len("dns:"):]; len(name) > 253 || !dnsNameRE.MatchString(name) {
+			return nil, certFail(ReasonNoWorkloadID, "not a valid host name", fmt.Errorf("%q", id))
+		}
+		cc.Source = "dns"
+	case strings.HasPrefix(id, "cn:"):
+		if !config.ValidCommonName(id[len("cn:"):]) {
+			return nil, certFail(ReasonNoWorkloadID, "not a valid common name", fmt.Errorf("%q", id))
+		}
+		cc.Source = "subject"
+	default:
+		return nil, certFail(ReasonNoWorkloadID, "want spiffe://trust-domain/path, dns:NAME or cn:NAME", fmt.Errorf("%q", id))
+	}
+	if !slices.Contains(m.IdentityFrom, cc.Source) {
+		return nil, certFail(ReasonNoWorkloadID, "identity.mtls.identity_from does not include "+cc.Source, nil)
+	}
+	wid := &identity.Identity{Type: identity.Workload, Provider: ProviderMTLS, Subject: id, ClientCert: cc}
+	if cc.Source == "spiffe" && !slices.Contains(m.TrustDomains, cc.TrustDomain) {
+		return nil, certFail(ReasonTrustDomainNotAllowed, "the workload's trust domain is not accepted", fmt.Errorf("trust domain %q", cc.TrustDomain))
+	}
+	return wid, nil
+}
+
 var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
 
 // uriSANs returns the URI subject alternative names exactly as encoded;

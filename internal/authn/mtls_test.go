@@ -527,3 +527,35 @@ func BenchmarkMTLSVerify(b *testing.B) {
 		})
 	}
 }
+
+// FuzzURISANs feeds arbitrary subject alternative name extensions (the
+// client's bytes) to the URI SAN reader and the SPIFFE ID parser.
+func FuzzURISANs(f *testing.F) {
+	root := newTestCA(f, "root", nil)
+	for _, o := range []leafOpts{{}, {uris: []string{"spiffe://a/b", "https://x/"}, dns: []string{"x.example"}}, {uris: []string{}}} {
+		for _, ext := range root.leaf(f, o).Extensions {
+			if ext.Id.Equal(oidSubjectAltName) {
+				f.Add(ext.Value)
+			}
+		}
+	}
+	f.Add([]byte{0x30, 0x80})
+	f.Add([]byte("0\x07\x86\x05dns:x"))
+	f.Fuzz(func(t *testing.T, ext []byte) {
+		c := &x509.Certificate{Extensions: []pkix.Extension{{Id: oidSubjectAltName, Value: ext}}}
+		uris, err := uriSANs(c)
+		if err != nil {
+			return
+		}
+		m := &config.MTLS{TrustDomains: []string{"a"}, IdentityFrom: []string{"spiffe", "dns", "subject"}}
+		for _, u := range uris {
+			id, f := WorkloadFromID(m, u)
+			if (id == nil) == (f == nil) {
+				t.Fatalf("WorkloadFromID(%q) = %v, %v: want exactly one", u, id, f)
+			}
+			if id != nil && id.ClientCert.Source == "spiffe" && (id.ClientCert.TrustDomain != "a" || !strings.HasPrefix(u, "spiffe://a/")) {
+				t.Fatalf("WorkloadFromID(%q) accepted trust domain %q", u, id.ClientCert.TrustDomain)
+			}
+		}
+	})
+}
