@@ -54,8 +54,8 @@ type Listen struct {
 type ListenTLS struct {
 	CertFile     string `yaml:"cert_file" required:"true" doc:"PEM certificate chain; reloaded when the file changes."`
 	KeyFile      string `yaml:"key_file" required:"true" doc:"PEM private key; reloaded when the file changes."`
-	ClientCAFile string `yaml:"client_ca_file" doc:"PEM bundle of CAs trusted for client certificates."`
-	ClientAuth   string `yaml:"client_auth" enum:"none,optional,require" default:"none" doc:"Whether clients are asked for a certificate. optional: verified when given; require: verified and mandatory."`
+	ClientCAFile string `yaml:"client_ca_file" doc:"PEM bundle of CAs checked in the TLS handshake: a client certificate that does not chain to one of them ends the connection, with no HTTP answer and no audit event. Optional with identity.mtls, whose trust_bundle is checked per request instead (with a reason and an audit event); with both, a certificate must satisfy both."`
+	ClientAuth   string `yaml:"client_auth" enum:"none,optional,require" default:"none" doc:"Whether clients are asked for a certificate. optional: asked, and verified when given; require: a connection without one is refused in the handshake. identity.mtls needs optional or require."`
 }
 
 // Admin configures the admin listener.
@@ -66,7 +66,7 @@ type Admin struct {
 // Identity configures how callers prove who they are.
 type Identity struct {
 	Providers []Provider `yaml:"providers" doc:"Token issuers the gateway trusts."`
-	MTLS      *MTLS      `yaml:"mtls" unsupported:"true" doc:"mTLS workload identity."`
+	MTLS      *MTLS      `yaml:"mtls" doc:"Workload identity from client certificates (mTLS); needs listen.tls with client_auth optional or require."`
 	APIKeys   *APIKeys   `yaml:"api_keys" unsupported:"true" doc:"Scoped API keys."`
 }
 
@@ -87,9 +87,14 @@ type Provider struct {
 	TokenCacheSize int      `yaml:"token_cache_size" default:"10000" doc:"Verified tokens remembered (by SHA-256) so a repeated token skips signature verification; an entry never outlives its token's exp or its signing key. 0 turns the cache off."`
 }
 
-// MTLS configures client-certificate workload identity.
+// MTLS configures client-certificate workload identity. The trust bundle
+// and the CRL are read when the configuration is loaded, and again when
+// either file changes; a bad file keeps the previous configuration serving.
 type MTLS struct {
-	TrustBundle string `yaml:"trust_bundle" doc:"PEM bundle of trusted client CAs."`
+	TrustBundle  string   `yaml:"trust_bundle" required:"true" doc:"PEM bundle of the CAs whose certificates identify workloads (relative to this configuration file). A client certificate must chain to one of them, be in its validity period and carry the clientAuth extended key usage; intermediates may come from the client. Checked for every request, independently of listen.tls.client_ca_file."`
+	CRLFile      string   `yaml:"crl_file" doc:"Certificate revocation lists, PEM (one or more X509 CRL blocks) or DER (relative to this configuration file). Each must be signed by a CA in trust_bundle (for an intermediate's CRL, add the intermediate to the bundle), one per CA; a certificate its issuer's CRL lists is refused (cert_revoked); past a CRL's nextUpdate its CA's certificates are refused (crl_stale) until a fresh CRL is written. A CA without a CRL here is not checked for revocation."`
+	TrustDomains []string `yaml:"trust_domains" doc:"SPIFFE trust domains whose workloads are accepted, e.g. prod.example; a SPIFFE ID from another is refused (trust_domain_not_allowed). Required when identity_from includes spiffe."`
+	IdentityFrom []string `yaml:"identity_from" enum:"spiffe,dns,subject" default:"[spiffe]" doc:"Where the workload's identity is read from, in order; the first source the certificate has wins. spiffe: a URI SAN with the spiffe scheme, which must be the certificate's only URI SAN and a valid SPIFFE ID with a path (else 401 bad_spiffe_id); dns: its first DNS SAN, as dns:NAME (lower case); subject: its subject common name, as cn:NAME. A certificate none of them fits is refused (no_workload_id)."`
 }
 
 // APIKeys configures scoped API keys.
@@ -233,6 +238,7 @@ type Service struct {
 	RateLimit            *RateLimit   `yaml:"rate_limit" doc:"A limit every request to the service counts against."`
 	CORS                 *CORS        `yaml:"cors" doc:"Cross-origin resource sharing for browsers; preflights are answered at the gateway."`
 	Quota                *Quota       `yaml:"quota" doc:"A volume quota every request to the service counts against."`
+	RequireClientCert    bool         `yaml:"require_client_cert" doc:"Every route of the service needs a verified client certificate (identity.mtls), even when a bearer token is the caller; without one: 401 cert_missing."`
 	Inject               *Inject      `yaml:"inject" unsupported:"true" doc:"Credentials injected into upstream requests."`
 	Routes               []Route      `yaml:"routes" required:"true" doc:"Routes; a request matching none is denied (404 no_route)."`
 }
@@ -271,6 +277,8 @@ type Route struct {
 	Guard     *Guard     `yaml:"guard" doc:"Checks on the request before it reaches the upstream; a failure is 400, 413 or 415 with the failed check as reason."`
 	Quota     *Quota     `yaml:"quota" doc:"A volume quota every request on the route counts against."`
 	DLP       *DLP       `yaml:"dlp" unsupported:"true" doc:"Response masking."`
+
+	RequireClientCert bool `yaml:"require_client_cert" doc:"The request needs a verified client certificate (identity.mtls), even when a bearer token is the caller; without one: 401 cert_missing."`
 }
 
 // Match selects requests.
@@ -292,6 +300,7 @@ type Rule struct {
 	Apps          []string `yaml:"apps" doc:"Client application ids (azp, appid or client_id claim)."`
 	Subjects      []string `yaml:"subjects" doc:"Subjects (sub claim)."`
 	IdentityTypes []string `yaml:"identity_types" enum:"user,app,workload,api_key" doc:"Kinds of caller."`
+	Workloads     []string `yaml:"workloads" doc:"Workloads named by the request's verified client certificate (identity.mtls), whether the workload is the caller or carries a bearer token: spiffe://trust-domain/path patterns (* one segment, ** as the last segment any rest), dns:NAME (*.domain for one label) or cn:NAME. Add identity_types: [workload] to require the workload itself to be the caller."`
 	MFA           bool     `yaml:"mfa" doc:"The token must show multi-factor authentication (amr contains mfa)."`
 	IP            []string `yaml:"ip" doc:"Client IP must be in one of these CIDRs."`
 	AuthContext   []string `yaml:"auth_context" doc:"Authentication context class references (acrs claim, e.g. c1); at least one must be present."`

@@ -93,6 +93,14 @@ func withEntra(from, to string) string {
 	return strings.Replace(base, `{ name: p, type: oidc, issuer: "https://idp.example", audiences: [api] }`, p, 1)
 }
 
+// withMTLS is base with TLS on the listener and identity.mtls, in which
+// from is replaced by to.
+func withMTLS(from, to string) string {
+	c := strings.Replace(base, `listen: { address: ":8443" }`, `listen: { address: ":8443", tls: { cert_file: gw.pem, key_file: gw.key, client_auth: optional } }`, 1)
+	c = strings.Replace(c, "services:", "  mtls: { trust_bundle: clients.pem, trust_domains: [prod.example] }\nservices:", 1)
+	return strings.Replace(c, from, to, 1)
+}
+
 func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -150,6 +158,35 @@ func TestLoadErrors(t *testing.T) {
 		{"entra allowed_tenants on a single tenant", withEntra(" }", ", allowed_tenants: [72f988bf-86f1-41af-91ab-2d7cd011db47] }"), []string{"allowed_tenants is only for multi-tenant providers"}},
 		{"entra http authority", withEntra(" }", ", authority_host: http://login.example }"), []string{"authority_host: \"http://login.example\" must use https"}},
 		{"tenant on oidc", strings.Replace(base, "audiences: [api]", "audiences: [api], tenant: common", 1), []string{"providers[0].tenant: tenant is only for type entra"}},
+		{"mtls valid", withMTLS("", ""), nil},
+		{"mtls valid with require and a client CA", withMTLS("client_auth: optional", "client_auth: require, client_ca_file: ca.pem"), nil},
+		{"mtls valid from dns and subject only", withMTLS(", trust_domains: [prod.example]", ", identity_from: [dns, subject]"), nil},
+		{"mtls without TLS", strings.Replace(withMTLS("", ""), `listen: { address: ":8443", tls: { cert_file: gw.pem, key_file: gw.key, client_auth: optional } }`, `listen: { address: ":8443" }`, 1), []string{"x.yaml:5:9: identity.mtls: client certificates need TLS on the listener"}},
+		{"mtls with client_auth none", withMTLS("client_auth: optional", "client_auth: none"), []string{"x.yaml:1:86: listen.tls.client_auth: identity.mtls needs the listener to ask for client certificates"}},
+		{"mtls with client_auth absent", withMTLS(", client_auth: optional", ""), []string{"x.yaml:1:34: listen.tls: identity.mtls needs the listener to ask"}},
+		{"mtls without trust_bundle", withMTLS("trust_bundle: clients.pem, ", ""), []string{"x.yaml:5:9: identity.mtls: missing required key \"trust_bundle\""}},
+		{"mtls without trust_domains", withMTLS(", trust_domains: [prod.example]", ""), []string{"x.yaml:5:9: identity.mtls: missing \"trust_domains\""}},
+		{"mtls bad trust domain", withMTLS("[prod.example]", "[prod.example, spiffe://Staging.example, prod.example]"), []string{"identity.mtls.trust_domains[1]: bad trust domain", "identity.mtls.trust_domains[2]: duplicate trust domain"}},
+		{"mtls trust domain with a port", withMTLS("[prod.example]", "[\"prod.example:443\"]"), []string{"trust_domains[0]: bad trust domain \"prod.example:443\": the trust domain must not carry a port"}},
+		{"mtls trust_domains without spiffe", withMTLS("[prod.example] }", "[prod.example], identity_from: [dns] }"), []string{"identity.mtls.trust_domains: trust_domains apply to SPIFFE IDs"}},
+		{"mtls unknown source", withMTLS("[prod.example] }", ", identity_from: [spiffe, email] }"), []string{"identity.mtls.identity_from[1]: \"email\" is not one of: spiffe, dns, subject"}},
+		{"mtls duplicate source", withMTLS("[prod.example] }", ", identity_from: [spiffe, dns, spiffe] }"), []string{"identity_from[2]: duplicate source \"spiffe\""}},
+		{"mtls no source", withMTLS("[prod.example] }", ", identity_from: [] }"), []string{"identity.mtls.identity_from: at least one source"}},
+		{"mtls unknown key", withMTLS("[prod.example] }", ", crl: x.pem }"), []string{"identity.mtls.crl: unknown key \"crl\""}},
+		{"workloads", withMTLS("roles: [Orders.Read]", "workloads: [\"spiffe://prod.example/ns/orders/*\", \"dns:*.orders.internal\", \"cn:Orders API\"]"), nil},
+		{"workloads bad pattern", withMTLS("roles: [Orders.Read]", "workloads: [\"spiffe://prod.example/ns/**/x\", \"spiffe://*.example/a\", \"orders\", \"dns:Orders\", \"cn:\", spiffe://prod.example]"), []string{
+			"allow.workloads[0]: bad workload pattern \"spiffe://prod.example/ns/**/x\": ** only as the last segment",
+			"allow.workloads[1]: bad workload pattern", "the trust domain is never a wildcard",
+			"allow.workloads[2]: bad workload \"orders\": want spiffe://trust-domain/path, dns:NAME or cn:NAME",
+			"allow.workloads[3]: bad workload \"dns:Orders\"",
+			"allow.workloads[4]: bad workload \"cn:\"",
+			"allow.workloads[5]: bad workload pattern \"spiffe://prod.example\": a workload's ID has a path"}},
+		{"workloads without mtls", strings.Replace(base, "roles: [Orders.Read]", "workloads: [\"spiffe://prod.example/**\"]", 1), []string{"x.yaml:11:29: services[0].routes[0].allow.workloads: workloads need identity.mtls"}},
+		{"empty workloads", withMTLS("roles: [Orders.Read]", "workloads: []"), []string{"allow.workloads: empty list"}},
+		{"require_client_cert without mtls", base + "        require_client_cert: true\n", []string{"x.yaml:12:30: services[0].routes[0].require_client_cert: require_client_cert needs identity.mtls"}},
+		{"service require_client_cert without mtls", strings.Replace(base, "    routes:", "    require_client_cert: true\n    routes:", 1), []string{"services[0].require_client_cert: require_client_cert needs identity.mtls"}},
+		{"route require_client_cert", withMTLS("", "") + "        require_client_cert: true\n", nil},
+		{"client_auth with mtls needs no client CA", withMTLS("client_auth: optional", "client_auth: require"), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -364,7 +401,7 @@ func TestSchemaCoversEverySupportedKey(t *testing.T) {
 	// Every key the decoder accepts appears in the reference, and no
 	// reserved (unsupported) key does.
 	ref := Reference()
-	for _, k := range []string{"`listen.address`", "`services[].routes[].allow.any_of`", "`services[].timeouts.overall`", "`identity.providers[].audiences`"} {
+	for _, k := range []string{"`listen.address`", "`services[].routes[].allow.any_of`", "`services[].timeouts.overall`", "`identity.providers[].audiences`", "`identity.mtls.trust_bundle`", "`services[].routes[].allow.workloads`"} {
 		if !strings.Contains(ref, k) {
 			t.Errorf("reference lacks %s", k)
 		}

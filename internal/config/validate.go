@@ -59,14 +59,15 @@ func (c *Config) Validate() error {
 		}
 	}
 	if t := c.Listen.TLS; t != nil {
-		if t.ClientAuth != "none" && t.ClientCAFile == "" {
-			v.errorf("listen.tls.client_auth", "client_auth %q needs client_ca_file", t.ClientAuth)
+		if t.ClientAuth != "none" && t.ClientCAFile == "" && c.Identity.MTLS == nil {
+			v.errorf("listen.tls.client_auth", "client_auth %q needs client_ca_file or identity.mtls", t.ClientAuth)
 		}
 		if t.ClientAuth == "none" && t.ClientCAFile != "" {
 			v.errorf("listen.tls.client_ca_file", "client_ca_file is set but client_auth is none; set client_auth: optional or require")
 		}
 	}
 	v.providers()
+	v.mtls()
 	v.secrets()
 	if c.Policy.Allow != nil {
 		v.rule("policy.allow", c.Policy.Allow)
@@ -326,6 +327,9 @@ func (v *validator) services() {
 		if s.Allow != nil {
 			v.rule(path+".allow", s.Allow)
 		}
+		if s.RequireClientCert && v.c.Identity.MTLS == nil {
+			v.errorf(path+".require_client_cert", "require_client_cert needs identity.mtls")
+		}
 		v.rateLimit(path+".rate_limit", s.RateLimit)
 		v.quota(path+".quota", s.Quota)
 		if c := s.CORS; c != nil {
@@ -375,6 +379,9 @@ func (v *validator) services() {
 			}
 			if r.Allow != nil {
 				v.rule(rp+".allow", r.Allow)
+			}
+			if r.RequireClientCert && v.c.Identity.MTLS == nil {
+				v.errorf(rp+".require_client_cert", "require_client_cert needs identity.mtls")
 			}
 			v.rateLimit(rp+".rate_limit", r.RateLimit)
 			v.quota(rp+".quota", r.Quota)
@@ -454,7 +461,7 @@ func (v *validator) rule(path string, r *Rule) {
 	lists := []struct {
 		key  string
 		vals []string
-	}{{"roles", r.Roles}, {"scopes", r.Scopes}, {"groups", r.Groups}, {"tenants", r.Tenants}, {"apps", r.Apps}, {"subjects", r.Subjects}, {"identity_types", r.IdentityTypes}, {"ip", r.IP}}
+	}{{"roles", r.Roles}, {"scopes", r.Scopes}, {"groups", r.Groups}, {"tenants", r.Tenants}, {"apps", r.Apps}, {"subjects", r.Subjects}, {"identity_types", r.IdentityTypes}, {"ip", r.IP}, {"workloads", r.Workloads}}
 	for _, l := range lists {
 		if l.vals == nil {
 			continue
@@ -467,6 +474,14 @@ func (v *validator) rule(path string, r *Rule) {
 			if s == "" {
 				v.errorf(fmt.Sprintf("%s.%s[%d]", path, l.key, i), "empty value")
 			}
+		}
+	}
+	if r.Workloads != nil && v.c.Identity.MTLS == nil {
+		v.errorf(path+".workloads", "workloads need identity.mtls (client certificates)")
+	}
+	for i, w := range r.Workloads {
+		if err := CheckWorkloadPattern(w); err != nil {
+			v.errorf(fmt.Sprintf("%s.workloads[%d]", path, i), "%v", err)
 		}
 	}
 	for i, c := range r.IP {

@@ -56,6 +56,9 @@ func LoadConfig(path string) (*config.Config, error) {
 	if err := guard.ValidateConfig(cfg); err != nil {
 		return nil, err
 	}
+	if err := authn.ValidateConfig(cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -80,6 +83,7 @@ type Node struct {
 	mu         sync.Mutex
 	cfg        *config.Config
 	fileSum    [32]byte
+	depStamp   string // identity.mtls's files as last loaded (see depStamp)
 	loadedAt   time.Time
 	lastReload *admin.ReloadResult
 	verifiers  map[string]*verifier // by provider fingerprint
@@ -160,6 +164,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	defer stopAudit()
 	n.gw = gateway.New(rt, n.logger, metrics, pipeline, cfg.Audit.WriteTimeout.D())
 	n.cfg, n.fileSum, n.loadedAt = cfg, sum, time.Now()
+	n.depStamp = depStamp(cfg)
 	n.retireVerifiers(cfg)
 
 	var tlsConf *tls.Config
@@ -168,7 +173,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 		if err := n.certs.load(); err != nil {
 			return fmt.Errorf("listen.tls: %w", err)
 		}
-		tlsConf, err = serverTLS(t, n.certs)
+		tlsConf, err = serverTLS(t, cfg.Identity.MTLS != nil, n.certs)
 		if err != nil {
 			return err
 		}
@@ -286,6 +291,9 @@ func (n *Node) load() (*config.Config, [32]byte, error) {
 	if err := guard.ValidateConfig(cfg); err != nil {
 		return nil, sum, err
 	}
+	if err := authn.ValidateConfig(cfg); err != nil {
+		return nil, sum, err
+	}
 	return cfg, sum, nil
 }
 
@@ -310,7 +318,33 @@ func (n *Node) build(ctx context.Context, cfg *config.Config) (*gateway.Runtime,
 	if maxToken == 0 {
 		maxToken = 16384
 	}
-	return gateway.Build(cfg, authn.NewAuthenticator(maxToken, vs...), n.state, n.logger)
+	an := authn.NewAuthenticator(maxToken, vs...)
+	if m := cfg.Identity.MTLS; m != nil {
+		// Built afresh on every reload: the trust bundle and CRL are read
+		// now, and verified chains remembered by the old runtime go with it.
+		v, err := authn.MTLSFromConfig(m, filepath.Dir(cfg.File))
+		if err != nil {
+			return nil, err
+		}
+		an.WithMTLS(v)
+	}
+	return gateway.Build(cfg, an, n.state, n.logger)
+}
+
+// depStamp identifies the content of the files a configuration names
+// beside itself that a reload must pick up when they change: the mTLS
+// trust bundle and CRL (by size and modification time).
+func depStamp(cfg *config.Config) string {
+	var b strings.Builder
+	for _, f := range authn.MTLSFiles(cfg.Identity.MTLS, filepath.Dir(cfg.File)) {
+		fi, err := os.Stat(f)
+		if err != nil {
+			fmt.Fprintf(&b, "%s:missing;", f)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", f, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String()
 }
 
 // retireVerifiers stops the verifiers that cfg no longer uses.
@@ -334,13 +368,16 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	defer n.mu.Unlock()
 	if !force {
 		data, err := os.ReadFile(n.path)
-		if err == nil && sha256.Sum256(data) == n.fileSum {
+		if err == nil && sha256.Sum256(data) == n.fileSum && depStamp(n.cfg) == n.depStamp {
 			return
 		}
 	}
 	cfg, sum, err := n.load()
 	if err == nil && (cfg.Listen.Address != n.cfg.Listen.Address || cfg.Admin.Address != n.cfg.Admin.Address) {
 		err = errors.New("listen.address and admin.address cannot change on reload; restart the gateway")
+	}
+	if err == nil && (fmt.Sprint(cfg.Listen.TLS) != fmt.Sprint(n.cfg.Listen.TLS) || (cfg.Identity.MTLS == nil) != (n.cfg.Identity.MTLS == nil)) {
+		err = errors.New("listen.tls, and whether identity.mtls is set, cannot change on reload (the listener asks for client certificates as it started); restart the gateway")
 	}
 	if err == nil && cfg.State != n.cfg.State {
 		err = errors.New("state cannot change on reload; restart the gateway")
@@ -354,7 +391,8 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	}
 	now := time.Now()
 	if err != nil {
-		n.fileSum = sum // do not retry the same broken file every tick
+		n.fileSum = sum // do not retry the same broken files every tick
+		n.depStamp = depStamp(n.cfg)
 		n.lastReload = &admin.ReloadResult{At: now.UTC().Format(time.RFC3339), OK: false, Error: err.Error()}
 		n.logger.Error("configuration reload failed; the previous configuration keeps serving", "config", n.path, "error", err)
 		n.retireVerifiers(n.cfg)
@@ -363,6 +401,7 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	old := n.gw.Swap(rt)
 	n.retireVerifiers(cfg)
 	n.cfg, n.fileSum, n.loadedAt = cfg, sum, now
+	n.depStamp = depStamp(cfg)
 	n.lastReload = &admin.ReloadResult{At: now.UTC().Format(time.RFC3339), OK: true}
 	n.logger.Info("configuration reloaded", "config", n.path, "config_hash", cfg.Hash)
 	// Requests in flight keep their runtime; idle connections go.
@@ -425,7 +464,11 @@ func (n *Node) status() admin.Readiness {
 	return r
 }
 
-func serverTLS(t *config.ListenTLS, certs *certLoader) (*tls.Config, error) {
+// serverTLS builds the listener's TLS configuration. client_ca_file is
+// checked in the handshake. With identity.mtls (mtls), certificates are
+// asked for even without client_ca_file and verified per request against
+// the trust bundle of the runtime serving it, so reloads apply to them.
+func serverTLS(t *config.ListenTLS, mtls bool, certs *certLoader) (*tls.Config, error) {
 	c := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: certs.get,
@@ -442,11 +485,15 @@ func serverTLS(t *config.ListenTLS, certs *certLoader) (*tls.Config, error) {
 		}
 		c.ClientCAs = pool
 	}
-	switch t.ClientAuth {
-	case "optional":
+	switch {
+	case t.ClientAuth == "optional" && c.ClientCAs != nil:
 		c.ClientAuth = tls.VerifyClientCertIfGiven
-	case "require":
+	case t.ClientAuth == "require" && c.ClientCAs != nil:
 		c.ClientAuth = tls.RequireAndVerifyClientCert
+	case t.ClientAuth == "optional" && mtls:
+		c.ClientAuth = tls.RequestClientCert
+	case t.ClientAuth == "require" && mtls:
+		c.ClientAuth = tls.RequireAnyClientCert
 	}
 	return c, nil
 }
