@@ -36,6 +36,9 @@ type Event struct {
 	CertSerial    string    `json:"cert_serial,omitempty"` // and its serial number (hex)
 	CertIssuer    string    `json:"cert_issuer,omitempty"` // and its issuing CA
 	SrcIP         string    `json:"src_ip"`
+	SrcCountry    string    `json:"src_country,omitempty"` // ISO 3166-1 alpha-2, from policy.geoip_database
+	SrcLat        float64   `json:"src_lat,omitempty"`     // with a city database
+	SrcLon        float64   `json:"src_lon,omitempty"`
 	UserAgent     string    `json:"user_agent,omitempty"`
 	Method        string    `json:"method"`
 	URL           string    `json:"url"` // path, query values redacted

@@ -8,6 +8,7 @@
 package config
 
 import (
+	"github.com/ztgate/ztgate/internal/detect"
 	"log/slog"
 	"strconv"
 	"time"
@@ -15,16 +16,17 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	Listen   Listen    `yaml:"listen" doc:"The data plane listener: where clients connect."`
-	Admin    Admin     `yaml:"admin" doc:"The admin listener: health, readiness and metrics. Keep it on a private address."`
-	Identity Identity  `yaml:"identity" doc:"Who may call: identity providers whose tokens the gateway verifies."`
-	Store    *Store    `yaml:"store" doc:"Durable state: audit events. Absent: decisions are only logged, not audited."`
-	State    State     `yaml:"state" doc:"State shared between gateway nodes (rate limits): local memory, or Redis for many nodes."`
-	Limits   Limits    `yaml:"limits" doc:"Gateway-wide rate limit, applied to every route in addition to service and route limits."`
-	Audit    Audit     `yaml:"audit" doc:"The audit pipeline (with a store)."`
-	Secrets  Secrets   `yaml:"secrets" doc:"Secret providers that ${secret:PROVIDER/NAME} references read from."`
-	Policy   Policy    `yaml:"policy" doc:"Gateway-wide policy defaults that services and routes inherit."`
-	Services []Service `yaml:"services" doc:"The protected services, each with one upstream and its routes."`
+	Listen    Listen    `yaml:"listen" doc:"The data plane listener: where clients connect."`
+	Admin     Admin     `yaml:"admin" doc:"The admin listener: health, readiness and metrics. Keep it on a private address."`
+	Identity  Identity  `yaml:"identity" doc:"Who may call: identity providers whose tokens the gateway verifies."`
+	Store     *Store    `yaml:"store" doc:"Durable state: audit events. Absent: decisions are only logged, not audited."`
+	State     State     `yaml:"state" doc:"State shared between gateway nodes (rate limits): local memory, or Redis for many nodes."`
+	Limits    Limits    `yaml:"limits" doc:"Gateway-wide rate limit, applied to every route in addition to service and route limits."`
+	Audit     Audit     `yaml:"audit" doc:"The audit pipeline (with a store)."`
+	Secrets   Secrets   `yaml:"secrets" doc:"Secret providers that ${secret:PROVIDER/NAME} references read from."`
+	Policy    Policy    `yaml:"policy" doc:"Gateway-wide policy defaults that services and routes inherit."`
+	Detection Detection `yaml:"detection" doc:"Real-time detection over the audit stream (needs a store): rules, and what each does when it fires."`
+	Services  []Service `yaml:"services" doc:"The protected services, each with one upstream and its routes."`
 
 	// File is the path the configuration was loaded from.
 	File string `yaml:"-"`
@@ -113,6 +115,27 @@ type State struct {
 	Driver  string `yaml:"driver" enum:"local,redis" default:"local" doc:"local: per node, in memory; redis: shared by every node using the same Redis."`
 	URL     string `yaml:"url" doc:"Redis URL for driver redis, e.g. redis://127.0.0.1:6379/0 (rediss:// for TLS)."`
 	MaxKeys int    `yaml:"max_keys" default:"100000" doc:"Most rate limit keys held in memory per node (least useful forgotten first)."`
+}
+
+// Detection configures the anomaly detector.
+type Detection struct {
+	Rules []DetectionRule `yaml:"rules" doc:"Detection rules, run over every audit event once it is durable."`
+	Sync  Duration        `yaml:"sync_interval" default:"500ms" doc:"How often a node reads the blocks and raised risk shared in Redis (state.driver redis)."`
+}
+
+// DetectionRule is one detection rule.
+type DetectionRule struct {
+	Name        string   `yaml:"name" required:"true" doc:"Rule name: in alerts, blocks and risk.alerts."`
+	Kind        string   `yaml:"kind" required:"true" enum:"auth_failures,denials,new_country,impossible_travel,off_hours,new_app,volume_spike,many_ips,revoked_credential,tenant_not_allowed" doc:"What the rule looks for."`
+	Key         string   `yaml:"key" enum:"ip,identity,tenant,api_key,global" doc:"What is counted and acted on (default per kind: ip for auth_failures and tenant_not_allowed, api_key for revoked_credential, identity otherwise)."`
+	Threshold   int      `yaml:"threshold" doc:"Events (distinct addresses for many_ips) within window that fire the rule (default 20 for auth_failures and denials, 10 for many_ips, 100 for volume_spike, else 1)."`
+	Window      Duration `yaml:"window" doc:"Window the threshold is counted over; also the quiet time after a detection (default 1m; 5m for volume_spike)."`
+	Factor      float64  `yaml:"factor" doc:"volume_spike (default 5), optionally auth_failures: also require the window's count to exceed factor times the key's own average."`
+	Learn       int      `yaml:"learn" default:"20" doc:"Requests of a caller seen before new_country, off_hours and new_app judge it."`
+	MaxSpeedKMH float64  `yaml:"max_speed_kmh" default:"1000" doc:"impossible_travel: the fastest plausible travel."`
+	Severity    string   `yaml:"severity" enum:"low,medium,high" default:"medium" doc:"Alert severity."`
+	Action      string   `yaml:"action" enum:"notify,block,step_up" default:"notify" doc:"notify: an alert only; block: refuse the key (ip, identity or api_key) for 'for' (reason blocked); step_up: raise the identity's risk (policy reads risk.level and risk.alerts) for 'for'."`
+	For         Duration `yaml:"for" default:"15m" doc:"How long a block or raised risk lasts."`
 }
 
 // Limits holds gateway-wide limits.
@@ -399,4 +422,12 @@ func (c *Config) RouteTable() []RouteRef {
 		}
 	}
 	return out
+}
+
+// Rule returns the detector's rule, defaults filled.
+func (r DetectionRule) Rule() detect.Rule {
+	dr := detect.Rule{Name: r.Name, Kind: r.Kind, Key: r.Key, Threshold: r.Threshold, Window: r.Window.D(), Factor: r.Factor,
+		Learn: r.Learn, MaxSpeedKMH: r.MaxSpeedKMH, Severity: r.Severity, Action: r.Action, For: r.For.D()}
+	dr.Defaults()
+	return dr
 }

@@ -83,6 +83,7 @@ func (c *Config) Validate() error {
 		v.errorf("audit.write_timeout", "must be between 1ms and 30s")
 	}
 	v.exporters()
+	v.detection()
 	switch c.State.Driver {
 	case "redis":
 		if u, err := url.Parse(c.State.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
@@ -681,6 +682,30 @@ var exporterKeys = map[string][]string{
 func (v *validator) has(path string) bool {
 	_, ok := v.c.pos[path]
 	return ok
+}
+
+func (v *validator) detection() {
+	names := map[string]bool{}
+	for i, r := range v.c.Detection.Rules {
+		path := fmt.Sprintf("detection.rules[%d]", i)
+		if !nameRE.MatchString(r.Name) {
+			v.errorf(path+".name", "bad name %q: letters, digits, '.', '_' and '-' only", r.Name)
+		}
+		if names[r.Name] {
+			v.errorf(path+".name", "duplicate rule name %q", r.Name)
+		}
+		names[r.Name] = true
+		if v.c.Store == nil {
+			v.errorf(path, "detection reads the audit stream: configure a store")
+		}
+		dr := r.Rule()
+		if err := dr.Validate(); err != nil {
+			v.errorf(path, "%v", err)
+		}
+	}
+	if len(v.c.Detection.Rules) > 0 && v.c.Detection.Sync <= 0 {
+		v.errorf("detection.sync_interval", "must be positive")
+	}
 }
 
 func (v *validator) exporters() {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -80,9 +81,10 @@ func (s *State) publish() {
 	s.snap.Store(&snapshot{blocks: b, risks: r})
 }
 
-// Blocked returns the block on kind/key in force, if any.
+// Blocked returns the block on kind/key in force, if any. A nil State
+// blocks nothing.
 func (s *State) Blocked(kind, key string) (Block, bool) {
-	if key == "" {
+	if s == nil || key == "" {
 		return Block{}, false
 	}
 	b, ok := s.snap.Load().blocks[kind+"|"+key]
@@ -94,7 +96,7 @@ func (s *State) Blocked(kind, key string) (Block, bool) {
 
 // RiskOf returns the raised risk of an identity ("" level when none).
 func (s *State) RiskOf(identity string) Risk {
-	if identity == "" {
+	if s == nil || identity == "" {
 		return Risk{}
 	}
 	r, ok := s.snap.Load().risks[identity]
@@ -274,4 +276,12 @@ func (s *State) sync(ctx context.Context) error {
 	}
 	s.publish()
 	return nil
+}
+
+// BlockedIP is Blocked for an address; it costs nothing without blocks.
+func (s *State) BlockedIP(ip netip.Addr) (Block, bool) {
+	if s == nil || !ip.IsValid() || len(s.snap.Load().blocks) == 0 {
+		return Block{}, false
+	}
+	return s.Blocked("ip", ip.String())
 }

@@ -47,7 +47,7 @@ func (g *Gateway) commit(r *http.Request, st *reqState, ev *event, status int, r
 		Time: ev.start.UTC(), EventType: "ApiRequest", RequestID: st.requestID,
 		Decision: ev.decision, ResultDetails: reason, Reasons: ev.reasons,
 		PolicyVersion: g.Runtime().cfg.Hash, Service: ev.service, Route: ev.route,
-		SrcIP: clientIP(r).String(), UserAgent: r.UserAgent(), Method: r.Method,
+		SrcIP: clientIP(r).String(), SrcCountry: ev.geo.Country, SrcLat: ev.geo.Lat, SrcLon: ev.geo.Lon, UserAgent: r.UserAgent(), Method: r.Method,
 		URL: st.path + redactQuery(r.URL.RawQuery), Status: status,
 		RequestBytes: max(r.ContentLength, 0), DurationMS: float64(time.Since(ev.start).Microseconds()) / 1000,
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/ztgate/ztgate/internal/audit"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/detect"
 	"github.com/ztgate/ztgate/internal/geo"
 	"github.com/ztgate/ztgate/internal/guard"
 	"github.com/ztgate/ztgate/internal/identity"
@@ -44,6 +45,7 @@ type Runtime struct {
 	geo       *geo.DB // nil without policy.geoip_database
 	limits    limits.Store
 	quotas    limits.QuotaStore
+	detect    *detect.State
 }
 
 type entry struct {
@@ -64,11 +66,14 @@ type entry struct {
 type State struct {
 	Limits limits.Store
 	Quotas limits.QuotaStore
+	// Detect holds the blocks and raised risk the detector sets (nil:
+	// no detection).
+	Detect *detect.State
 }
 
 // Build compiles cfg into a Runtime. It does no network I/O.
 func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slog.Logger) (*Runtime, error) {
-	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas}
+	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas, detect: state.Detect}
 	if path := cfg.Policy.GeoIPDatabase; path != "" {
 		db, err := geo.Open(path)
 		if err != nil {
@@ -273,6 +278,7 @@ type event struct {
 	reasons  []string
 	id       *identity.Identity
 	status   int
+	geo      geo.Location
 }
 
 func (g *Gateway) record(r *http.Request, st *reqState, ev *event, herr *httpError) {
@@ -341,6 +347,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		return &httpError{Code: http.StatusBadRequest, Reason: ReasonBadHost, Public: "bad Host header"}
 	}
 
+	ip := clientIP(r)
+	if b, ok := rt.detect.BlockedIP(ip); ok {
+		return blockedError(b)
+	}
+	ev.geo = rt.geo.Lookup(ip)
+
 	var params route.Params
 	matchMethod := r.Method
 	if acrm := r.Header.Get("Access-Control-Request-Method"); r.Method == http.MethodOptions && acrm != "" {
@@ -388,17 +400,23 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		return authnError(errCertRequired)
 	}
 
+	if b, ok := rt.detect.Blocked("identity", id.Key()); ok {
+		return blockedError(b)
+	}
+
 	d := &st.decision
-	ip := clientIP(r)
 	in := policy.Input{
 		Identity: id,
 		IP:       ip,
-		Country:  rt.geo.Country(ip),
+		Country:  ev.geo.Country,
 		Time:     start,
 		Request: policy.Request{
 			Method: r.Method, Host: host, Path: path, RawQuery: r.URL.RawQuery,
 			Headers: r.Header,
 		},
+	}
+	if r := rt.detect.RiskOf(id.Key()); r.Level != "" {
+		in.Risk = policy.Risk{Level: r.Level, Alerts: r.Alerts}
 	}
 	if params.Len() > 0 {
 		in.Request.Params = make(map[string]string, params.Len())
@@ -495,6 +513,13 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 // errCertRequired refuses a request on a route with require_client_cert
 // that came without a verified client certificate.
 var errCertRequired = &authn.Failure{Status: http.StatusUnauthorized, Reason: authn.ReasonCertMissing, Description: "this route needs a client certificate"}
+
+// ReasonBlocked refuses a source the detector blocked.
+const ReasonBlocked = "blocked"
+
+func blockedError(b detect.Block) *httpError {
+	return &httpError{Code: http.StatusForbidden, Reason: ReasonBlocked, Public: "refused: this caller is blocked after suspicious activity (until " + b.Until.UTC().Format(time.RFC3339) + ")"}
+}
 
 func authnError(f *authn.Failure) *httpError {
 	he := &httpError{Code: f.Status, Reason: f.Reason, Public: f.Description, Err: f.Err, Header: http.Header{}}

@@ -34,6 +34,7 @@ import (
 	"github.com/ztgate/ztgate/internal/audit/export"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/detect"
 	"github.com/ztgate/ztgate/internal/explain"
 	"github.com/ztgate/ztgate/internal/gateway"
 	"github.com/ztgate/ztgate/internal/guard"
@@ -74,11 +75,13 @@ type Options struct {
 
 // Node is one running gateway.
 type Node struct {
-	path   string
-	opts   Options
-	logger *slog.Logger
-	reg    *prometheus.Registry
-	gw     *gateway.Gateway
+	detection *detection // nil without detection rules
+	blocks    *blocksAPI
+	path      string
+	opts      Options
+	logger    *slog.Logger
+	reg       *prometheus.Registry
+	gw        *gateway.Gateway
 
 	mu         sync.Mutex
 	cfg        *config.Config
@@ -140,13 +143,29 @@ func Run(ctx context.Context, path string, opts Options) error {
 	}
 	runCtx, stopVerifiers := context.WithCancel(context.Background())
 	defer stopVerifiers()
+	go n.state.Detect.Run(runCtx, cfg.Detection.Sync.D())
+	n.detection = newDetection(cfg, n.state.Detect, alertStore, nodeName, n.logger, n.reg)
 	rt, err := n.build(runCtx, cfg)
 	if err != nil {
 		return err
 	}
-	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger, n.reg)
+	var onWritten func([]audit.Record)
+	if n.detection != nil {
+		onWritten = n.detection.Offer
+	}
+	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger, n.reg, onWritten)
 	if err != nil {
 		return err
+	}
+	n.blocks = &blocksAPI{state: n.state.Detect, now: time.Now}
+	if pipeline != nil {
+		wait := cfg.Audit.WriteTimeout.D()
+		n.blocks.rec = func(ctx context.Context, ev audit.Event) error { return pipeline.Record(ctx, ev, wait) }
+	}
+	if n.detection != nil && pipeline != nil {
+		wait := cfg.Audit.WriteTimeout.D()
+		n.detection.record = func(ctx context.Context, ev audit.Event) error { return pipeline.Record(ctx, ev, wait) }
+		go n.detection.Run(runCtx)
 	}
 	if pipeline != nil {
 		pipeline.OnFailure = func(events int) {
@@ -203,7 +222,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 		},
 	}
 	adm := &http.Server{
-		Handler:           admin.Handler(admin.Deps{Gatherer: n.reg, Status: n.status, Explain: n.explain, Alerts: n.listAlerts, Audit: n.auditQuery()}),
+		Handler:           admin.Handler(admin.Deps{Gatherer: n.reg, Status: n.status, Explain: n.explain, Alerts: n.listAlerts, Audit: n.auditQuery(), Blocks: n.blocks}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          errLog,
 	}
@@ -557,7 +576,7 @@ func newState(st config.State, db *store.DB, reg prometheus.Registerer, logger *
 		if db != nil {
 			quotas = db.Quotas()
 		}
-		return gateway.State{Limits: local, Quotas: quotas}, nil
+		return gateway.State{Limits: local, Quotas: quotas, Detect: detect.NewLocalState()}, nil
 	}
 	opts, err := redis.ParseURL(st.URL)
 	if err != nil {
@@ -577,14 +596,14 @@ func newState(st config.State, db *store.DB, reg prometheus.Registerer, logger *
 		failures.Inc()
 		alerts.Raise("high", "rate_limit_store_unavailable", "Redis cannot answer rate limit decisions; on_store_failure applies")
 	}
-	return gateway.State{Limits: r, Quotas: limits.NewRedisQuotas(client, "ztgate:q:")}, nil
+	return gateway.State{Limits: r, Quotas: limits.NewRedisQuotas(client, "ztgate:q:"), Detect: detect.NewRedisState(client, "ztgate:detect:", logger)}, nil
 }
 
 // startAudit starts the audit pipeline into st and the exporters fed from
 // it; without a store there is no audit (nil pipeline). The returned func
 // stops the pipeline after writing what is queued, then the exporters after
 // delivering what they hold (10 s at most).
-func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *slog.Logger, reg prometheus.Registerer) (*audit.Pipeline, func(), error) {
+func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *slog.Logger, reg prometheus.Registerer, onWritten func([]audit.Record)) (*audit.Pipeline, func(), error) {
 	if st == nil {
 		logger.Warn("no store configured: decisions are logged but not audited")
 		return nil, func() {}, nil
@@ -628,10 +647,14 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 		}
 		return nil, nil, err
 	}
+	p.OnWritten = onWritten
 	if len(exporters) > 0 {
 		// Exporters see a batch only once it is durable (store or spool),
 		// and never hold the writer up: Offer drops what does not fit.
 		p.OnWritten = exporters.Offer
+		if onWritten != nil {
+			p.OnWritten = func(recs []audit.Record) { exporters.Offer(recs); onWritten(recs) }
+		}
 		exporters.Start()
 		for _, e := range exporters {
 			logger.Info("audit exporter started", "exporter", e.Name())
