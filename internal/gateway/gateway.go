@@ -373,6 +373,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	if f != nil {
 		return authnError(f)
 	}
+	if id.GroupsUnknown && e.policy.UsesGroups() {
+		// Group overage: looked up only for routes that test groups; on
+		// failure they stay unknown and such rules deny (groups_unknown).
+		id = rt.authn.ResolveGroups(r.Context(), id)
+	}
 	ev.id = id
 
 	d := &st.decision
