@@ -138,7 +138,7 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return time.Duration(min(s, int64(24*time.Hour/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0)
+		return min(max(t.Sub(now), 0), 24*time.Hour)
 	}
 	return defaultRetryAfter
 }
