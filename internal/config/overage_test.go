@@ -59,6 +59,11 @@ func TestGroupOverageConfig(t *testing.T) {
 	if c.Identity.Providers[0].GroupOverage.SecurityEnabledOnly {
 		t.Error("security_enabled_only: false: got true, want the default overridden")
 	}
+	china := strings.Replace(overage, "ttl: 10m", "graph_url: https://microsoftgraph.chinacloudapi.cn", 1)
+	china = strings.Replace(china, "      group_overage:", "      authority_host: https://login.chinacloudapi.cn\n      group_overage:", 1)
+	if _, err := Parse("x.yaml", []byte(china), overageOptions()); err != nil {
+		t.Errorf("a national cloud with its own Graph: got %v, want it accepted", err)
+	}
 }
 
 func TestGroupOverageErrors(t *testing.T) {
@@ -79,6 +84,7 @@ func TestGroupOverageErrors(t *testing.T) {
 		{"failure ttl too long", "ttl: 10m", "failure_ttl: 1h", []string{"group_overage.failure_ttl: must be at most 10m"}},
 		{"timeout too long", "ttl: 10m", "timeout: 5m", []string{"group_overage.timeout: must be between 100ms and 1m"}},
 		{"cache size zero", "ttl: 10m", "cache_size: 0", []string{"group_overage.cache_size: must be between 1 and 1000000"}},
+		{"national cloud with the global Graph", "      client_id: 6f1d4c9e-0000-0000-0000-000000000000\n", "      client_id: 6f1d4c9e-0000-0000-0000-000000000000\n      authority_host: https://login.microsoftonline.us\n", []string{"x.yaml:10:9: identity.providers[0].group_overage: authority_host https://login.microsoftonline.us is a national cloud: set graph_url to its Microsoft Graph (https://graph.microsoft.us"}},
 		{"unknown key", "ttl: 10m", "tll: 10m", []string{"x.yaml:11:9: identity.providers[0].group_overage.tll: unknown key \"tll\""}},
 		{"assigned to app without the API's client id", "      client_id: 6f1d4c9e-0000-0000-0000-000000000000\n", "      audiences: [api://orders]\n", nil},
 		{"assigned to app without the API's client id, set", "      client_id: 6f1d4c9e-0000-0000-0000-000000000000\n", "      audiences: [api://orders]\n", []string{"group_overage.assigned_to_app_only: assigned_to_app_only needs the provider's client_id"}},

@@ -184,6 +184,14 @@ func (v *validator) providers() {
 	}
 }
 
+// sovereignGraph is the Microsoft Graph of each national cloud's sign-in
+// host.
+var sovereignGraph = map[string]string{
+	"login.microsoftonline.us":         "https://graph.microsoft.us, or https://dod-graph.microsoft.us for DoD",
+	"login.chinacloudapi.cn":           "https://microsoftgraph.chinacloudapi.cn",
+	"login.partner.microsoftonline.cn": "https://microsoftgraph.chinacloudapi.cn",
+}
+
 // groupOverage checks a provider's group_overage. Its messages never
 // quote the client secret.
 func (v *validator) groupOverage(path string, p Provider) {
@@ -201,6 +209,15 @@ func (v *validator) groupOverage(path string, p Provider) {
 	v.secureURL(path+".graph_url", g.GraphURL)
 	if u, err := url.Parse(g.GraphURL); err == nil && strings.Trim(u.Path, "/") != "" {
 		v.errorf(path+".graph_url", "graph_url %q must have no path: the gateway adds /v1.0/...", g.GraphURL)
+	}
+	// A sovereign cloud's tokens are for its own Graph: the global default
+	// would fail every lookup.
+	if _, set := v.c.pos[path+".graph_url"]; !set {
+		if u, err := url.Parse(p.AuthorityHost); err == nil {
+			if graph, ok := sovereignGraph[strings.ToLower(u.Hostname())]; ok {
+				v.errorf(path, "authority_host %s is a national cloud: set graph_url to its Microsoft Graph (%s)", p.AuthorityHost, graph)
+			}
+		}
 	}
 	if g.AssignedToAppOnly && p.ClientID == "" {
 		v.errorf(path+".assigned_to_app_only", "assigned_to_app_only needs the provider's client_id: it names the application whose assigned groups are kept")
