@@ -31,7 +31,10 @@ type Event struct {
 	ObjectID      string    `json:"object_id,omitempty"`
 	Subject       string    `json:"subject,omitempty"`
 	AppID         string    `json:"app_id,omitempty"`
-	Identity      string    `json:"identity,omitempty"` // stable key (tid/oid or iss|sub)
+	Identity      string    `json:"identity,omitempty"`    // stable key (tid/oid, iss|sub, or a workload ID)
+	Workload      string    `json:"workload,omitempty"`    // the verified client certificate's workload ID
+	CertSerial    string    `json:"cert_serial,omitempty"` // and its serial number (hex)
+	CertIssuer    string    `json:"cert_issuer,omitempty"` // and its issuing CA
 	SrcIP         string    `json:"src_ip"`
 	UserAgent     string    `json:"user_agent,omitempty"`
 	Method        string    `json:"method"`

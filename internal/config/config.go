@@ -7,7 +7,11 @@
 // are resolved at load.
 package config
 
-import "time"
+import (
+	"log/slog"
+	"strconv"
+	"time"
+)
 
 // Config is the whole configuration file.
 type Config struct {
@@ -50,8 +54,8 @@ type Listen struct {
 type ListenTLS struct {
 	CertFile     string `yaml:"cert_file" required:"true" doc:"PEM certificate chain; reloaded when the file changes."`
 	KeyFile      string `yaml:"key_file" required:"true" doc:"PEM private key; reloaded when the file changes."`
-	ClientCAFile string `yaml:"client_ca_file" doc:"PEM bundle of CAs trusted for client certificates."`
-	ClientAuth   string `yaml:"client_auth" enum:"none,optional,require" default:"none" doc:"Whether clients are asked for a certificate. optional: verified when given; require: verified and mandatory."`
+	ClientCAFile string `yaml:"client_ca_file" doc:"PEM bundle of CAs checked in the TLS handshake: a client certificate that does not chain to one of them ends the connection, with no HTTP answer and no audit event. Optional with identity.mtls, whose trust_bundle is checked per request instead (with a reason and an audit event); with both, a certificate must satisfy both."`
+	ClientAuth   string `yaml:"client_auth" enum:"none,optional,require" default:"none" doc:"Whether clients are asked for a certificate. optional: asked, and verified when given; require: a connection without one is refused in the handshake. identity.mtls needs optional or require."`
 }
 
 // Admin configures the admin listener.
@@ -62,7 +66,7 @@ type Admin struct {
 // Identity configures how callers prove who they are.
 type Identity struct {
 	Providers []Provider `yaml:"providers" doc:"Token issuers the gateway trusts."`
-	MTLS      *MTLS      `yaml:"mtls" unsupported:"true" doc:"mTLS workload identity."`
+	MTLS      *MTLS      `yaml:"mtls" doc:"Workload identity from client certificates (mTLS); needs listen.tls with client_auth optional or require."`
 	APIKeys   *APIKeys   `yaml:"api_keys" unsupported:"true" doc:"Scoped API keys."`
 }
 
@@ -100,9 +104,14 @@ type GroupOverage struct {
 	Timeout             Duration `yaml:"timeout" default:"5s" doc:"Longest a request waits for a lookup (token, every page and retries after Retry-After); then its groups are unknown. Concurrent requests of one caller share one lookup."`
 }
 
-// MTLS configures client-certificate workload identity.
+// MTLS configures client-certificate workload identity. The trust bundle
+// and the CRL are read when the configuration is loaded, and again when
+// either file changes; a bad file keeps the previous configuration serving.
 type MTLS struct {
-	TrustBundle string `yaml:"trust_bundle" doc:"PEM bundle of trusted client CAs."`
+	TrustBundle  string   `yaml:"trust_bundle" required:"true" doc:"PEM bundle of the CAs whose certificates identify workloads (relative to this configuration file). A client certificate must chain to one of them, be in its validity period and carry the clientAuth extended key usage; intermediates may come from the client. Checked for every request, independently of listen.tls.client_ca_file."`
+	CRLFile      string   `yaml:"crl_file" doc:"Certificate revocation lists, PEM (one or more X509 CRL blocks) or DER (relative to this configuration file). Each must be signed by a CA in trust_bundle (for an intermediate's CRL, add the intermediate to the bundle), one per CA; a certificate its issuer's CRL lists is refused (cert_revoked); past a CRL's nextUpdate its CA's certificates are refused (crl_stale) until a fresh CRL is written. A CA without a CRL here is not checked for revocation."`
+	TrustDomains []string `yaml:"trust_domains" doc:"SPIFFE trust domains whose workloads are accepted, e.g. prod.example; a SPIFFE ID from another is refused (trust_domain_not_allowed). Required when identity_from includes spiffe."`
+	IdentityFrom []string `yaml:"identity_from" enum:"spiffe,dns,subject" default:"[spiffe]" doc:"Where the workload's identity is read from, in order; the first source the certificate has wins. spiffe: a URI SAN with the spiffe scheme, which must be the certificate's only URI SAN and a valid SPIFFE ID with a path (else 401 bad_spiffe_id); dns: its first DNS SAN, as dns:NAME (lower case); subject: its subject common name, as cn:NAME. A certificate none of them fits is refused (no_workload_id)."`
 }
 
 // APIKeys configures scoped API keys.
@@ -130,14 +139,84 @@ type Limits struct {
 
 // Audit configures the audit pipeline.
 type Audit struct {
-	OnFailure     string   `yaml:"on_failure" enum:"deny,buffer" default:"deny" doc:"When the store cannot take an event: deny refuses the request (503 audit_unavailable); buffer appends it to a local spool file (fsynced) and replays the spool into the store when it is back."`
-	SpoolDir      string   `yaml:"spool_dir" doc:"buffer: directory of the spool file (default: audit-spool beside the configuration file)."`
-	SpoolMaxBytes int64    `yaml:"spool_max_bytes" default:"1073741824" doc:"buffer: largest spool; beyond it requests are refused as with deny."`
-	Node          string   `yaml:"node" doc:"This gateway's name in the audit chain (default: the host name)."`
-	HMACKey       string   `yaml:"hmac_key" doc:"Key for a keyed hash chain (use a ${secret:...} reference); without it the chain is plain SHA-256."`
-	WriteTimeout  Duration `yaml:"write_timeout" default:"2s" doc:"How long a request waits for its event to be durable before it is refused."`
-	Retention     Duration `yaml:"retention" doc:"Remove audit events older than this (checked hourly), e.g. 365d; the chain stays verifiable from a keyed checkpoint. Absent or 0: keep every event."`
+	OnFailure     string     `yaml:"on_failure" enum:"deny,buffer" default:"deny" doc:"When the store cannot take an event: deny refuses the request (503 audit_unavailable); buffer appends it to a local spool file (fsynced) and replays the spool into the store when it is back."`
+	SpoolDir      string     `yaml:"spool_dir" doc:"buffer: directory of the spool file (default: audit-spool beside the configuration file)."`
+	SpoolMaxBytes int64      `yaml:"spool_max_bytes" default:"1073741824" doc:"buffer: largest spool; beyond it requests are refused as with deny."`
+	Node          string     `yaml:"node" doc:"This gateway's name in the audit chain (default: the host name)."`
+	HMACKey       string     `yaml:"hmac_key" doc:"Key for a keyed hash chain (use a ${secret:...} reference); without it the chain is plain SHA-256."`
+	WriteTimeout  Duration   `yaml:"write_timeout" default:"2s" doc:"How long a request waits for its event to be durable before it is refused."`
+	Retention     Duration   `yaml:"retention" doc:"Remove audit events older than this (checked hourly), e.g. 365d; the chain stays verifiable from a keyed checkpoint. Absent or 0: keep every event."`
+	Exporters     []Exporter `yaml:"exporters" doc:"Where audit events go once they are durable in the store: SIEMs, log pipelines, webhooks. Each exporter has its own bounded buffer and never slows requests or the store; an event it cannot take is dropped for it (counted) and stays in the store."`
 }
+
+// Exporter sends durable audit events to one destination. Keys marked with a
+// type apply to that type only.
+type Exporter struct {
+	Type          string   `yaml:"type" required:"true" enum:"jsonl,sentinel,syslog,otlp,webhook" doc:"jsonl: JSON lines to stdout or a rotated file; sentinel: Microsoft Sentinel through the Azure Monitor Logs Ingestion API (ASIM WebSession records); syslog: CEF over RFC 5424 syslog (tcp, tls, udp); otlp: OpenTelemetry logs over OTLP/HTTP (JSON); webhook: JSON batches signed with HMAC-SHA256."`
+	Name          string   `yaml:"name" doc:"Name in logs and in the exporter label of the ztgate_audit_export_* metrics (default: the type); unique."`
+	Buffer        int      `yaml:"buffer" default:"10000" doc:"Events held while this exporter sends; when it is full, new events are dropped for this exporter (ztgate_audit_export_dropped_total) and stay in the store."`
+	BatchSize     int      `yaml:"batch_size" default:"500" doc:"Most events sent at once (sentinel also keeps each request under 1 MB)."`
+	FlushInterval Duration `yaml:"flush_interval" default:"1s" doc:"How long a batch waits to fill before it is sent."`
+	Timeout       Duration `yaml:"timeout" default:"30s" doc:"Time allowed for one delivery attempt."`
+	Retry         Retry    `yaml:"retry" doc:"Retries of a failed batch: exponential backoff with jitter; a Retry-After from the destination is honoured."`
+
+	Path     string `yaml:"path" doc:"jsonl: file to append to (relative to this configuration file), or - for standard output (default)."`
+	MaxBytes int64  `yaml:"max_bytes" default:"104857600" doc:"jsonl: size at which the file is rotated (to path.1, path.2, ...)."`
+	MaxFiles int    `yaml:"max_files" default:"5" doc:"jsonl: rotated files kept beside the current one."`
+
+	Endpoint      string `yaml:"endpoint" doc:"sentinel: the data collection endpoint or the DCR's logs ingestion endpoint, https://....ingest.monitor.azure.com."`
+	DCRID         string `yaml:"dcr_id" doc:"sentinel: the immutable id of the data collection rule (dcr-...)."`
+	Stream        string `yaml:"stream" doc:"sentinel: the stream declared in the data collection rule, e.g. Custom-ZtgateWebSession."`
+	Auth          string `yaml:"auth" enum:"client_secret,managed_identity" doc:"sentinel: how the gateway gets its token: client_secret (tenant_id, client_id, client_secret) or managed_identity (client_id for a user-assigned identity)."`
+	TenantID      string `yaml:"tenant_id" doc:"sentinel client_secret: the Entra tenant id."`
+	ClientID      string `yaml:"client_id" doc:"sentinel: the application (client) id; with managed_identity, the client id of a user-assigned identity."`
+	ClientSecret  Secret `yaml:"client_secret" doc:"sentinel client_secret: the client secret; use a ${secret:...} reference."`
+	AuthorityHost string `yaml:"authority_host" doc:"sentinel client_secret: the cloud's sign-in URL (default https://login.microsoftonline.com)."`
+	Audience      string `yaml:"audience" default:"https://monitor.azure.com" doc:"sentinel: the audience of the ingestion token (https://monitor.azure.us, https://monitor.azure.cn in sovereign clouds)."`
+
+	Network  string `yaml:"network" enum:"tcp,tls,udp" doc:"syslog: transport; tcp and tls frame messages by octet counting (RFC 6587, RFC 5425)."`
+	Address  string `yaml:"address" doc:"syslog: host:port of the receiver."`
+	Facility string `yaml:"facility" enum:"kern,user,daemon,auth,syslog,authpriv,local0,local1,local2,local3,local4,local5,local6,local7" default:"local0" doc:"syslog: facility of the messages."`
+
+	URL     string            `yaml:"url" doc:"otlp: the OTLP/HTTP logs URL (http://collector:4318/v1/logs); webhook: the URL batches are POSTed to."`
+	Headers map[string]Secret `yaml:"headers" doc:"otlp, webhook: headers added to every request (for example an API key; use ${secret:...} references)."`
+	HMACKey Secret            `yaml:"hmac_key" doc:"webhook: key of the HMAC-SHA256 signature over timestamp and body (X-Ztgate-Signature); use a ${secret:...} reference."`
+
+	CAFile     string `yaml:"ca_file" doc:"sentinel, syslog tls, otlp, webhook: PEM bundle of CAs trusted for the destination (default: system roots)."`
+	CertFile   string `yaml:"cert_file" doc:"syslog tls, otlp, webhook: PEM client certificate (mTLS)."`
+	KeyFile    string `yaml:"key_file" doc:"syslog tls, otlp, webhook: PEM key of the client certificate."`
+	ServerName string `yaml:"server_name" doc:"syslog tls: name verified in the receiver's certificate (default: the host of address)."`
+}
+
+// Retry bounds the retries of one batch.
+type Retry struct {
+	InitialInterval Duration `yaml:"initial_interval" default:"1s" doc:"Wait before the first retry; doubled after each failure, with jitter."`
+	MaxInterval     Duration `yaml:"max_interval" default:"1m" doc:"Longest wait between two attempts (a longer Retry-After is still honoured)."`
+	MaxElapsed      Duration `yaml:"max_elapsed" default:"10m" doc:"Give up on a batch after this long; its events are counted in ztgate_audit_export_failed_total and stay in the store."`
+}
+
+// Secret is a string value that never prints: fmt, slog and JSON show it as
+// REDACTED. Reveal returns the value.
+type Secret string
+
+// Reveal returns the secret value.
+func (s Secret) Reveal() string { return string(s) }
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "REDACTED"
+}
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// LogValue keeps slog from printing the value.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalJSON keeps encoding/json from writing the value.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(s.String())), nil }
 
 // Secrets configures secret providers.
 type Secrets struct {
@@ -176,6 +255,7 @@ type Service struct {
 	RateLimit            *RateLimit   `yaml:"rate_limit" doc:"A limit every request to the service counts against."`
 	CORS                 *CORS        `yaml:"cors" doc:"Cross-origin resource sharing for browsers; preflights are answered at the gateway."`
 	Quota                *Quota       `yaml:"quota" doc:"A volume quota every request to the service counts against."`
+	RequireClientCert    bool         `yaml:"require_client_cert" doc:"Every route of the service needs a verified client certificate (identity.mtls), even when a bearer token is the caller; without one: 401 cert_missing."`
 	Inject               *Inject      `yaml:"inject" unsupported:"true" doc:"Credentials injected into upstream requests."`
 	Routes               []Route      `yaml:"routes" required:"true" doc:"Routes; a request matching none is denied (404 no_route)."`
 }
@@ -214,6 +294,8 @@ type Route struct {
 	Guard     *Guard     `yaml:"guard" doc:"Checks on the request before it reaches the upstream; a failure is 400, 413 or 415 with the failed check as reason."`
 	Quota     *Quota     `yaml:"quota" doc:"A volume quota every request on the route counts against."`
 	DLP       *DLP       `yaml:"dlp" unsupported:"true" doc:"Response masking."`
+
+	RequireClientCert bool `yaml:"require_client_cert" doc:"The request needs a verified client certificate (identity.mtls), even when a bearer token is the caller; without one: 401 cert_missing."`
 }
 
 // Match selects requests.
@@ -235,6 +317,7 @@ type Rule struct {
 	Apps          []string `yaml:"apps" doc:"Client application ids (azp, appid or client_id claim)."`
 	Subjects      []string `yaml:"subjects" doc:"Subjects (sub claim)."`
 	IdentityTypes []string `yaml:"identity_types" enum:"user,app,workload,api_key" doc:"Kinds of caller."`
+	Workloads     []string `yaml:"workloads" doc:"Workloads named by the request's verified client certificate (identity.mtls), whether the workload is the caller or carries a bearer token: spiffe://trust-domain/path patterns (* one segment, ** as the last segment any rest), dns:NAME (*.domain for one label) or cn:NAME. Add identity_types: [workload] to require the workload itself to be the caller."`
 	MFA           bool     `yaml:"mfa" doc:"The token must show multi-factor authentication (amr contains mfa)."`
 	IP            []string `yaml:"ip" doc:"Client IP must be in one of these CIDRs."`
 	AuthContext   []string `yaml:"auth_context" doc:"Authentication context class references (acrs claim, e.g. c1); at least one must be present."`

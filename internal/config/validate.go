@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -58,14 +59,15 @@ func (c *Config) Validate() error {
 		}
 	}
 	if t := c.Listen.TLS; t != nil {
-		if t.ClientAuth != "none" && t.ClientCAFile == "" {
-			v.errorf("listen.tls.client_auth", "client_auth %q needs client_ca_file", t.ClientAuth)
+		if t.ClientAuth != "none" && t.ClientCAFile == "" && c.Identity.MTLS == nil {
+			v.errorf("listen.tls.client_auth", "client_auth %q needs client_ca_file or identity.mtls", t.ClientAuth)
 		}
 		if t.ClientAuth == "none" && t.ClientCAFile != "" {
 			v.errorf("listen.tls.client_ca_file", "client_ca_file is set but client_auth is none; set client_auth: optional or require")
 		}
 	}
 	v.providers()
+	v.mtls()
 	v.secrets()
 	if c.Policy.Allow != nil {
 		v.rule("policy.allow", c.Policy.Allow)
@@ -80,6 +82,7 @@ func (c *Config) Validate() error {
 	if c.Audit.WriteTimeout.D() <= 0 || c.Audit.WriteTimeout.D() > 30*time.Second {
 		v.errorf("audit.write_timeout", "must be between 1ms and 30s")
 	}
+	v.exporters()
 	switch c.State.Driver {
 	case "redis":
 		if u, err := url.Parse(c.State.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
@@ -379,6 +382,9 @@ func (v *validator) services() {
 		if s.Allow != nil {
 			v.rule(path+".allow", s.Allow)
 		}
+		if s.RequireClientCert && v.c.Identity.MTLS == nil {
+			v.errorf(path+".require_client_cert", "require_client_cert needs identity.mtls")
+		}
 		v.rateLimit(path+".rate_limit", s.RateLimit)
 		v.quota(path+".quota", s.Quota)
 		if c := s.CORS; c != nil {
@@ -428,6 +434,9 @@ func (v *validator) services() {
 			}
 			if r.Allow != nil {
 				v.rule(rp+".allow", r.Allow)
+			}
+			if r.RequireClientCert && v.c.Identity.MTLS == nil {
+				v.errorf(rp+".require_client_cert", "require_client_cert needs identity.mtls")
 			}
 			v.rateLimit(rp+".rate_limit", r.RateLimit)
 			v.quota(rp+".quota", r.Quota)
@@ -507,7 +516,7 @@ func (v *validator) rule(path string, r *Rule) {
 	lists := []struct {
 		key  string
 		vals []string
-	}{{"roles", r.Roles}, {"scopes", r.Scopes}, {"groups", r.Groups}, {"tenants", r.Tenants}, {"apps", r.Apps}, {"subjects", r.Subjects}, {"identity_types", r.IdentityTypes}, {"ip", r.IP}}
+	}{{"roles", r.Roles}, {"scopes", r.Scopes}, {"groups", r.Groups}, {"tenants", r.Tenants}, {"apps", r.Apps}, {"subjects", r.Subjects}, {"identity_types", r.IdentityTypes}, {"ip", r.IP}, {"workloads", r.Workloads}}
 	for _, l := range lists {
 		if l.vals == nil {
 			continue
@@ -520,6 +529,14 @@ func (v *validator) rule(path string, r *Rule) {
 			if s == "" {
 				v.errorf(fmt.Sprintf("%s.%s[%d]", path, l.key, i), "empty value")
 			}
+		}
+	}
+	if r.Workloads != nil && v.c.Identity.MTLS == nil {
+		v.errorf(path+".workloads", "workloads need identity.mtls (client certificates)")
+	}
+	for i, w := range r.Workloads {
+		if err := CheckWorkloadPattern(w); err != nil {
+			v.errorf(fmt.Sprintf("%s.workloads[%d]", path, i), "%v", err)
 		}
 	}
 	for i, c := range r.IP {
@@ -687,4 +704,190 @@ func redactDSN(dsn string) string {
 		return "(a connection string holding a password)"
 	}
 	return dsn
+}
+
+// exporterKeys lists the keys that only some exporter types take.
+var exporterKeys = map[string][]string{
+	"path":           {"jsonl"},
+	"max_bytes":      {"jsonl"},
+	"max_files":      {"jsonl"},
+	"endpoint":       {"sentinel"},
+	"dcr_id":         {"sentinel"},
+	"stream":         {"sentinel"},
+	"auth":           {"sentinel"},
+	"tenant_id":      {"sentinel"},
+	"client_id":      {"sentinel"},
+	"client_secret":  {"sentinel"},
+	"authority_host": {"sentinel"},
+	"audience":       {"sentinel"},
+	"network":        {"syslog"},
+	"address":        {"syslog"},
+	"facility":       {"syslog"},
+	"url":            {"otlp", "webhook"},
+	"headers":        {"otlp", "webhook"},
+	"hmac_key":       {"webhook"},
+	"ca_file":        {"sentinel", "syslog", "otlp", "webhook"},
+	"cert_file":      {"syslog", "otlp", "webhook"},
+	"key_file":       {"syslog", "otlp", "webhook"},
+	"server_name":    {"syslog"},
+}
+
+// has reports whether the file sets the key at path.
+func (v *validator) has(path string) bool {
+	_, ok := v.c.pos[path]
+	return ok
+}
+
+func (v *validator) exporters() {
+	names := map[string]bool{}
+	for i, e := range v.c.Audit.Exporters {
+		path := fmt.Sprintf("audit.exporters[%d]", i)
+		name := e.Name
+		if name == "" {
+			name = e.Type
+		}
+		if e.Name != "" && !nameRE.MatchString(e.Name) {
+			v.errorf(path+".name", "bad name %q: letters, digits, '.', '_' and '-' only", e.Name)
+		}
+		if names[name] {
+			v.errorf(path, "duplicate exporter name %q (give each exporter of a type its own name)", name)
+		}
+		names[name] = true
+		if v.c.Store == nil {
+			v.errorf(path, "exporters send what the store made durable: configure a store")
+		}
+		for _, key := range slices.Sorted(maps.Keys(exporterKeys)) {
+			types := exporterKeys[key]
+			if v.has(path+"."+key) && !slices.Contains(types, e.Type) {
+				v.errorf(path+"."+key, "%s is only for type %s", key, strings.Join(types, " and "))
+			}
+		}
+		if e.Buffer < 1 || e.Buffer > 10_000_000 {
+			v.errorf(path+".buffer", "must be between 1 and 10000000")
+		}
+		if e.BatchSize < 1 || e.BatchSize > 100_000 {
+			v.errorf(path+".batch_size", "must be between 1 and 100000")
+		}
+		if d := e.FlushInterval.D(); d < time.Millisecond || d > time.Hour {
+			v.errorf(path+".flush_interval", "must be between 1ms and 1h")
+		}
+		if d := e.Timeout.D(); d < time.Millisecond || d > 10*time.Minute {
+			v.errorf(path+".timeout", "must be between 1ms and 10m")
+		}
+		r := e.Retry
+		if r.InitialInterval.D() < time.Millisecond {
+			v.errorf(path+".retry.initial_interval", "must be at least 1ms")
+		}
+		if r.MaxInterval < r.InitialInterval {
+			v.errorf(path+".retry.max_interval", "must not be shorter than initial_interval")
+		}
+		if (e.CertFile == "") != (e.KeyFile == "") {
+			v.errorf(path, "cert_file and key_file go together")
+		}
+		switch e.Type {
+		case "jsonl":
+			if e.MaxBytes < 1<<10 {
+				v.errorf(path+".max_bytes", "must be at least 1024")
+			}
+			if e.MaxFiles < 1 || e.MaxFiles > 1000 {
+				v.errorf(path+".max_files", "must be between 1 and 1000")
+			}
+		case "sentinel":
+			v.sentinel(path, e)
+		case "syslog":
+			if e.Network == "" {
+				v.errorf(path, "missing required key \"network\" for type syslog (tcp, tls or udp)")
+			}
+			if e.Address == "" {
+				v.errorf(path, "missing required key \"address\" for type syslog")
+			} else if _, _, err := net.SplitHostPort(e.Address); err != nil {
+				v.errorf(path+".address", "bad address %q: want host:port", e.Address)
+			}
+			if e.Network != "tls" {
+				for _, k := range []string{"ca_file", "cert_file", "key_file", "server_name"} {
+					if v.has(path + "." + k) {
+						v.errorf(path+"."+k, "%s is only for network tls", k)
+					}
+				}
+			}
+		case "otlp", "webhook":
+			if e.URL == "" {
+				v.errorf(path, "missing required key \"url\" for type %s", e.Type)
+			} else {
+				v.exportURL(path+".url", e.URL)
+			}
+			for k := range e.Headers {
+				if !headerRE.MatchString(k) {
+					v.errorf(path+".headers."+k, "bad header name %q", k)
+				}
+			}
+			if e.Type == "webhook" && len(e.HMACKey) < 16 {
+				v.errorf(path+".hmac_key", "webhook needs an hmac_key of at least 16 bytes (use a ${secret:...} reference) so receivers can verify the batches")
+			}
+		}
+	}
+}
+
+var (
+	headerRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+	dcrRE    = regexp.MustCompile(`^dcr-[0-9a-f]{32}$`)
+	streamRE = regexp.MustCompile(`^(Custom|Microsoft)-[A-Za-z0-9_]+$`)
+)
+
+func (v *validator) sentinel(path string, e Exporter) {
+	for _, k := range []struct{ key, val string }{{"endpoint", e.Endpoint}, {"dcr_id", e.DCRID}, {"stream", e.Stream}, {"auth", e.Auth}} {
+		if k.val == "" {
+			v.errorf(path, "missing required key %q for type sentinel", k.key)
+		}
+	}
+	if e.Endpoint != "" {
+		if u, err := url.Parse(e.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.User != nil {
+			v.errorf(path+".endpoint", "bad endpoint %q: want https://host (the token is only ever sent over TLS)", e.Endpoint)
+		}
+	}
+	if e.DCRID != "" && !dcrRE.MatchString(e.DCRID) {
+		v.errorf(path+".dcr_id", "bad dcr_id %q: want the rule's immutable id, dcr- and 32 hex digits", e.DCRID)
+	}
+	if e.Stream != "" && !streamRE.MatchString(e.Stream) {
+		v.errorf(path+".stream", "bad stream %q: want a stream declared in the rule, e.g. Custom-ZtgateWebSession", e.Stream)
+	}
+	if e.ClientID != "" && !guidRE.MatchString(e.ClientID) {
+		v.errorf(path+".client_id", "bad client_id %q: want a GUID", e.ClientID)
+	}
+	switch e.Auth {
+	case "client_secret":
+		if !guidRE.MatchString(e.TenantID) {
+			v.errorf(path, "auth client_secret needs tenant_id, the tenant's GUID")
+		}
+		if e.ClientID == "" {
+			v.errorf(path, "auth client_secret needs client_id")
+		}
+		if e.ClientSecret == "" {
+			v.errorf(path, "auth client_secret needs client_secret (use a ${secret:...} reference)")
+		}
+	case "managed_identity":
+		for _, k := range []string{"tenant_id", "client_secret", "authority_host"} {
+			if v.has(path + "." + k) {
+				v.errorf(path+"."+k, "%s is only for auth client_secret", k)
+			}
+		}
+	}
+	if e.AuthorityHost != "" {
+		v.secureURL(path+".authority_host", e.AuthorityHost)
+	}
+	if u, err := url.Parse(e.Audience); err != nil || u.Scheme != "https" || u.Host == "" {
+		v.errorf(path+".audience", "bad audience %q: want https://monitor.azure.com or a sovereign cloud's", e.Audience)
+	}
+}
+
+// exportURL checks a destination URL: http(s), no credentials in it.
+func (v *validator) exportURL(path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+		v.errorf(path, "bad URL %q: want http(s)://host[:port]/path", raw)
+		return
+	}
+	if u.User != nil {
+		v.errorf(path, "the URL must not carry credentials: put them in headers with a ${secret:...} reference")
+	}
 }

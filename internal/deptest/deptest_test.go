@@ -40,6 +40,11 @@ var forbidden = []struct {
 	{pkg: "internal/config", deny: []string{"internal/gateway"}, why: "gateway is built from config, never the reverse"},
 	{pkg: "internal/secrets", deny: []string{"internal/gateway"}, why: "gateway calls secrets, never the reverse"},
 	{pkg: "internal/audit", deny: []string{"internal/gateway"}, why: "gateway writes audit events, never the reverse"},
+	{
+		pkg:  "internal/audit/export",
+		deny: []string{"internal/gateway", "internal/store", "internal/node"},
+		why:  "exporters take records the pipeline hands them; they never read the store or reach into the data plane",
+	},
 }
 
 // listed is one package as printed by go list -json.

@@ -55,6 +55,9 @@ func (r *Result) WriteText(w io.Writer) {
 		if id.AppID != "" {
 			p(" app %s", id.AppID)
 		}
+		if id.Workload != "" && id.Workload != id.Subject {
+			p(" via workload %s", id.Workload)
+		}
 		p("\n")
 		for _, l := range []struct {
 			k string

@@ -63,6 +63,9 @@ func (g *Gateway) commit(r *http.Request, st *reqState, ev *event, status int, r
 	}
 	if id := ev.id; id != nil {
 		e.IdentityType, e.Tenant, e.ObjectID, e.Subject, e.AppID, e.Identity = string(id.Type), id.Tenant, id.ObjectID, id.Subject, id.AppID, id.Key()
+		if cc := id.ClientCert; cc != nil {
+			e.Workload, e.CertSerial, e.CertIssuer = cc.ID, cc.Serial, cc.Issuer
+		}
 	}
 	ctx := context.WithoutCancel(r.Context())
 	if err := g.audit.Record(ctx, e, g.auditWait); err != nil {

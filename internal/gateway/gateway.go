@@ -55,6 +55,9 @@ type entry struct {
 	quotas  []*quota // service, route
 	guard   *guard.Guard
 	cors    *corsPolicy
+	// requireCert: the request needs a verified client certificate even
+	// when a bearer token is the caller (require_client_cert).
+	requireCert bool
 }
 
 // State is what outlives runtimes, so a reload keeps the counts.
@@ -89,7 +92,7 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 				rt.Close()
 				return nil, err
 			}
-			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS)}
+			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS), requireCert: s.RequireClientCert || r.RequireClientCert}
 			for _, q := range []*quota{compileQuota("qs:"+s.Name, s.Quota), compileQuota("qr:"+s.Name+"/"+r.Name, r.Quota)} {
 				if q != nil {
 					e.quotas = append(e.quotas, q)
@@ -294,6 +297,9 @@ func (g *Gateway) record(r *http.Request, st *reqState, ev *event, herr *httpErr
 	}
 	if ev.id != nil {
 		attrs = append(attrs, slog.String("identity", ev.id.Key()), slog.String("identity_type", string(ev.id.Type)))
+		if cc := ev.id.ClientCert; cc != nil && ev.id.Type != identity.Workload {
+			attrs = append(attrs, slog.String("workload", cc.ID))
+		}
 	}
 	if st.clientRequestID != "" {
 		attrs = append(attrs, slog.String("client_request_id", st.clientRequestID))
@@ -369,8 +375,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		}
 	}
 
+	if e.requireCert && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
+		return authnError(errCertRequired)
+	}
 	id, f := rt.authn.Authenticate(r)
 	if f != nil {
+		ev.id = f.Identity // a genuine but refused certificate is named in the audit event
 		return authnError(f)
 	}
 	if id.GroupsUnknown && e.policy.UsesGroups() {
@@ -379,6 +389,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		id = rt.authn.ResolveGroups(r.Context(), id)
 	}
 	ev.id = id
+	if e.requireCert && id.ClientCert == nil {
+		return authnError(errCertRequired)
+	}
 
 	d := &st.decision
 	ip := clientIP(r)
@@ -484,12 +497,17 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	return nil
 }
 
+// errCertRequired refuses a request on a route with require_client_cert
+// that came without a verified client certificate.
+var errCertRequired = &authn.Failure{Status: http.StatusUnauthorized, Reason: authn.ReasonCertMissing, Description: "this route needs a client certificate"}
+
 func authnError(f *authn.Failure) *httpError {
 	he := &httpError{Code: f.Status, Reason: f.Reason, Public: f.Description, Err: f.Err, Header: http.Header{}}
 	if f.Status == http.StatusUnauthorized {
-		// RFC 6750 §3: no error attribute when no credentials were sent.
+		// RFC 6750 §3: no error attribute when no credentials were sent,
+		// nor when the client certificate, not a token, was refused.
 		v := `Bearer realm="ztgate"`
-		if f.Reason != authn.ReasonMissingCredentials {
+		if f.Reason != authn.ReasonMissingCredentials && !authn.IsCertReason(f.Reason) {
 			v += fmt.Sprintf(`, error="invalid_token", error_description=%q`, f.Description)
 		}
 		he.Header.Set("WWW-Authenticate", v)

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ztgate/ztgate/internal/config"
@@ -96,14 +97,32 @@ func newUpstream(s *config.Service, logger *slog.Logger) (*upstream, error) {
 			// The response starts only once its audit event is durable.
 			return stateFrom(resp.Request.Context()).commitStatus(resp.StatusCode, "")
 		},
-		Rewrite:       u.rewrite,
-		Transport:     tr,
-		FlushInterval: -1, // stream: flush every write (server-sent events, gRPC-web)
-		ErrorHandler:  u.errorHandler,
-		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Rewrite:    u.rewrite,
+		BufferPool: copyBuffers,
+		Transport:  tr,
+		// FlushInterval 0: a response of known length goes out in one
+		// write; ReverseProxy flushes every write of a response of unknown
+		// length or of text/event-stream, so streams still stream.
+		ErrorHandler: u.errorHandler,
+		ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return u, nil
 }
+
+// copyBuffers recycles the 32 KiB buffers that copy response bodies, one
+// per response otherwise.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // rewrite builds the upstream request. ReverseProxy has already removed
 // hop-by-hop headers, those named in Connection, and X-Forwarded-For/Host/Proto.

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +31,7 @@ import (
 	"github.com/ztgate/ztgate/internal/admin"
 	"github.com/ztgate/ztgate/internal/alert"
 	"github.com/ztgate/ztgate/internal/audit"
+	"github.com/ztgate/ztgate/internal/audit/export"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/explain"
@@ -53,6 +55,9 @@ func LoadConfig(path string) (*config.Config, error) {
 		return nil, err
 	}
 	if err := guard.ValidateConfig(cfg); err != nil {
+		return nil, err
+	}
+	if err := authn.ValidateConfig(cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -79,6 +84,7 @@ type Node struct {
 	mu         sync.Mutex
 	cfg        *config.Config
 	fileSum    [32]byte
+	depStamp   string // identity.mtls's files as last loaded (see depStamp)
 	loadedAt   time.Time
 	lastReload *admin.ReloadResult
 	verifiers  map[string]*verifier // by provider fingerprint
@@ -141,7 +147,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger)
+	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger, n.reg)
 	if err != nil {
 		return err
 	}
@@ -161,6 +167,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	defer stopAudit()
 	n.gw = gateway.New(rt, n.logger, metrics, pipeline, cfg.Audit.WriteTimeout.D())
 	n.cfg, n.fileSum, n.loadedAt = cfg, sum, time.Now()
+	n.depStamp = depStamp(cfg)
 	n.retireVerifiers(cfg)
 
 	var tlsConf *tls.Config
@@ -169,7 +176,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 		if err := n.certs.load(); err != nil {
 			return fmt.Errorf("listen.tls: %w", err)
 		}
-		tlsConf, err = serverTLS(t, n.certs)
+		tlsConf, err = serverTLS(t, cfg.Identity.MTLS != nil, n.certs)
 		if err != nil {
 			return err
 		}
@@ -287,6 +294,9 @@ func (n *Node) load() (*config.Config, [32]byte, error) {
 	if err := guard.ValidateConfig(cfg); err != nil {
 		return nil, sum, err
 	}
+	if err := authn.ValidateConfig(cfg); err != nil {
+		return nil, sum, err
+	}
 	return cfg, sum, nil
 }
 
@@ -311,7 +321,33 @@ func (n *Node) build(ctx context.Context, cfg *config.Config) (*gateway.Runtime,
 	if maxToken == 0 {
 		maxToken = 16384
 	}
-	return gateway.Build(cfg, authn.NewAuthenticator(maxToken, vs...), n.state, n.logger)
+	an := authn.NewAuthenticator(maxToken, vs...)
+	if m := cfg.Identity.MTLS; m != nil {
+		// Built afresh on every reload: the trust bundle and CRL are read
+		// now, and verified chains remembered by the old runtime go with it.
+		v, err := authn.MTLSFromConfig(m, filepath.Dir(cfg.File))
+		if err != nil {
+			return nil, err
+		}
+		an.WithMTLS(v)
+	}
+	return gateway.Build(cfg, an, n.state, n.logger)
+}
+
+// depStamp identifies the content of the files a configuration names
+// beside itself that a reload must pick up when they change: the mTLS
+// trust bundle and CRL (by size and modification time).
+func depStamp(cfg *config.Config) string {
+	var b strings.Builder
+	for _, f := range authn.MTLSFiles(cfg.Identity.MTLS, filepath.Dir(cfg.File)) {
+		fi, err := os.Stat(f)
+		if err != nil {
+			fmt.Fprintf(&b, "%s:missing;", f)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", f, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String()
 }
 
 // providerKey identifies a provider's configuration, so that a reload
@@ -349,7 +385,7 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	defer n.mu.Unlock()
 	if !force {
 		data, err := os.ReadFile(n.path)
-		if err == nil && sha256.Sum256(data) == n.fileSum {
+		if err == nil && sha256.Sum256(data) == n.fileSum && depStamp(n.cfg) == n.depStamp {
 			return
 		}
 	}
@@ -357,10 +393,13 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	if err == nil && (cfg.Listen.Address != n.cfg.Listen.Address || cfg.Admin.Address != n.cfg.Admin.Address) {
 		err = errors.New("listen.address and admin.address cannot change on reload; restart the gateway")
 	}
+	if err == nil && (fmt.Sprint(cfg.Listen.TLS) != fmt.Sprint(n.cfg.Listen.TLS) || (cfg.Identity.MTLS == nil) != (n.cfg.Identity.MTLS == nil)) {
+		err = errors.New("listen.tls, and whether identity.mtls is set, cannot change on reload (the listener asks for client certificates as it started); restart the gateway")
+	}
 	if err == nil && cfg.State != n.cfg.State {
 		err = errors.New("state cannot change on reload; restart the gateway")
 	}
-	if err == nil && (fmt.Sprint(cfg.Store) != fmt.Sprint(n.cfg.Store) || cfg.Audit != n.cfg.Audit) {
+	if err == nil && (fmt.Sprint(cfg.Store) != fmt.Sprint(n.cfg.Store) || !reflect.DeepEqual(cfg.Audit, n.cfg.Audit)) {
 		err = errors.New("store and audit cannot change on reload; restart the gateway")
 	}
 	var rt *gateway.Runtime
@@ -369,7 +408,8 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	}
 	now := time.Now()
 	if err != nil {
-		n.fileSum = sum // do not retry the same broken file every tick
+		n.fileSum = sum // do not retry the same broken files every tick
+		n.depStamp = depStamp(n.cfg)
 		n.lastReload = &admin.ReloadResult{At: now.UTC().Format(time.RFC3339), OK: false, Error: err.Error()}
 		n.logger.Error("configuration reload failed; the previous configuration keeps serving", "config", n.path, "error", err)
 		n.retireVerifiers(n.cfg)
@@ -378,6 +418,7 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	old := n.gw.Swap(rt)
 	n.retireVerifiers(cfg)
 	n.cfg, n.fileSum, n.loadedAt = cfg, sum, now
+	n.depStamp = depStamp(cfg)
 	n.lastReload = &admin.ReloadResult{At: now.UTC().Format(time.RFC3339), OK: true}
 	n.logger.Info("configuration reloaded", "config", n.path, "config_hash", cfg.Hash)
 	// Requests in flight keep their runtime; idle connections go.
@@ -440,7 +481,11 @@ func (n *Node) status() admin.Readiness {
 	return r
 }
 
-func serverTLS(t *config.ListenTLS, certs *certLoader) (*tls.Config, error) {
+// serverTLS builds the listener's TLS configuration. client_ca_file is
+// checked in the handshake. With identity.mtls (mtls), certificates are
+// asked for even without client_ca_file and verified per request against
+// the trust bundle of the runtime serving it, so reloads apply to them.
+func serverTLS(t *config.ListenTLS, mtls bool, certs *certLoader) (*tls.Config, error) {
 	c := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: certs.get,
@@ -457,11 +502,15 @@ func serverTLS(t *config.ListenTLS, certs *certLoader) (*tls.Config, error) {
 		}
 		c.ClientCAs = pool
 	}
-	switch t.ClientAuth {
-	case "optional":
+	switch {
+	case t.ClientAuth == "optional" && c.ClientCAs != nil:
 		c.ClientAuth = tls.VerifyClientCertIfGiven
-	case "require":
+	case t.ClientAuth == "require" && c.ClientCAs != nil:
 		c.ClientAuth = tls.RequireAndVerifyClientCert
+	case t.ClientAuth == "optional" && mtls:
+		c.ClientAuth = tls.RequestClientCert
+	case t.ClientAuth == "require" && mtls:
+		c.ClientAuth = tls.RequireAnyClientCert
 	}
 	return c, nil
 }
@@ -548,10 +597,11 @@ func newState(st config.State, db *store.DB, reg prometheus.Registerer, logger *
 	return gateway.State{Limits: r, Quotas: limits.NewRedisQuotas(client, "ztgate:q:")}, nil
 }
 
-// startAudit starts the audit pipeline into st; without a store there is
-// no audit (nil pipeline). The returned func stops the pipeline after
-// writing what is queued.
-func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *slog.Logger) (*audit.Pipeline, func(), error) {
+// startAudit starts the audit pipeline into st and the exporters fed from
+// it; without a store there is no audit (nil pipeline). The returned func
+// stops the pipeline after writing what is queued, then the exporters after
+// delivering what they hold (10 s at most).
+func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *slog.Logger, reg prometheus.Registerer) (*audit.Pipeline, func(), error) {
 	if st == nil {
 		logger.Warn("no store configured: decisions are logged but not audited")
 		return nil, func() {}, nil
@@ -588,6 +638,22 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 			logger.Warn("audit spool holds events from an earlier run; they are replayed into the store", "events", n, "spool", spool.Path())
 		}
 	}
+	exporters, err := export.FromConfig(cfg.Audit.Exporters, export.Options{Logger: logger, Metrics: export.NewMetrics(reg), Node: name, Dir: filepath.Dir(cfg.File)})
+	if err != nil {
+		if spool != nil {
+			spool.Close()
+		}
+		return nil, nil, err
+	}
+	if len(exporters) > 0 {
+		// Exporters see a batch only once it is durable (store or spool),
+		// and never hold the writer up: Offer drops what does not fit.
+		p.OnWritten = exporters.Offer
+		exporters.Start()
+		for _, e := range exporters {
+			logger.Info("audit exporter started", "exporter", e.Name())
+		}
+	}
 	pctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(pctx); close(done) }()
@@ -599,6 +665,9 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 	return p, func() {
 		stop()
 		<-done
+		if err := exporters.Close(10 * time.Second); err != nil {
+			logger.Warn("audit exporters closed with an error", "error", err)
+		}
 		if spool != nil {
 			spool.Close()
 		}

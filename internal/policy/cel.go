@@ -42,7 +42,9 @@ var (
 // environment is the typed CEL environment of when expressions:
 //
 //	identity  map: type, subject, tenant, object_id, app_id, name, issuer,
-//	          provider, roles, scopes, groups, amr, acrs, claims (every claim)
+//	          provider, roles, scopes, groups, amr, acrs, claims (every claim),
+//	          workload (map: id, source, trust_domain, path, serial, issuer,
+//	          fingerprint of the verified client certificate; "" without one)
 //	request   map: method, host, path, params, query, headers (lower-case
 //	          names, first value), ip
 //	geo       map: country

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/identity"
+	"github.com/ztgate/ztgate/internal/spiffeid"
 )
 
 // criterion is one compiled piece of a rule.
@@ -204,6 +205,82 @@ func quoteOrNone(s string) string {
 		return "none"
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+// workloadCriterion holds when the request's verified client certificate
+// names one of the listed workloads.
+type workloadCriterion struct {
+	want   []string // as written, for explanations
+	spiffe []spiffeid.Pattern
+	dns    []string // exact names, or *.domain for one label
+	cn     []string
+}
+
+func compileWorkloads(want []string) (*workloadCriterion, error) {
+	c := &workloadCriterion{want: want}
+	for _, w := range want {
+		if err := config.CheckWorkloadPattern(w); err != nil {
+			return nil, err
+		}
+		switch {
+		case strings.HasPrefix(w, "spiffe://"):
+			p, err := spiffeid.ParsePattern(w)
+			if err != nil {
+				return nil, err
+			}
+			c.spiffe = append(c.spiffe, p)
+		case strings.HasPrefix(w, "dns:"):
+			c.dns = append(c.dns, w[len("dns:"):])
+		case strings.HasPrefix(w, "cn:"):
+			c.cn = append(c.cn, w[len("cn:"):])
+		}
+	}
+	return c, nil
+}
+
+func (c *workloadCriterion) match(cc *identity.ClientCert) bool {
+	switch cc.Source {
+	case "spiffe":
+		id := spiffeid.ID{TrustDomain: cc.TrustDomain, Path: cc.Path}
+		for _, p := range c.spiffe {
+			if p.Match(id) {
+				return true
+			}
+		}
+	case "dns":
+		name := strings.TrimPrefix(cc.ID, "dns:")
+		for _, d := range c.dns {
+			if d == name {
+				return true
+			}
+			if suffix, ok := strings.CutPrefix(d, "*"); ok {
+				label, found := strings.CutSuffix(name, suffix)
+				if found && label != "" && !strings.Contains(label, ".") {
+					return true
+				}
+			}
+		}
+	case "subject":
+		return slices.Contains(c.cn, strings.TrimPrefix(cc.ID, "cn:"))
+	}
+	return false
+}
+
+func (c *workloadCriterion) eval(in *Input, t *trace) bool {
+	cc := in.Identity.ClientCert
+	r, have := "workload_missing", "no client certificate"
+	if cc != nil {
+		r, have = "workload_not_allowed", quoteOrNone(cc.ID)
+		if c.match(cc) {
+			r = "workload_ok"
+		}
+	}
+	if t.explaining() {
+		t.add(r, "workloads", "one of "+list(c.want), have)
+	} else {
+		t.note(r)
+	}
+	return r == "workload_ok"
 }
 
 type mfa struct{}
@@ -402,6 +479,13 @@ func compileRule(r *config.Rule) (criterion, error) {
 		if v.want != nil {
 			parts = append(parts, v)
 		}
+	}
+	if r.Workloads != nil {
+		c, err := compileWorkloads(r.Workloads)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, c)
 	}
 	if r.MFA {
 		parts = append(parts, mfa{})
