@@ -383,14 +383,15 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		ev.id = f.Identity // a genuine but refused certificate is named in the audit event
 		return authnError(f)
 	}
+	ev.id = id
+	if e.requireCert && id.ClientCert == nil {
+		return authnError(errCertRequired)
+	}
 	if id.GroupsUnknown && e.policy.UsesGroups() {
 		// Group overage: looked up only for routes that test groups; on
 		// failure they stay unknown and such rules deny (groups_unknown).
 		id = rt.authn.ResolveGroups(r.Context(), id)
-	}
-	ev.id = id
-	if e.requireCert && id.ClientCert == nil {
-		return authnError(errCertRequired)
+		ev.id = id
 	}
 
 	d := &st.decision
