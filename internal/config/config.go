@@ -87,6 +87,23 @@ type Provider struct {
 	MaxTokenBytes  int      `yaml:"max_token_bytes" default:"16384" doc:"Largest accepted token."`
 	JWKSRefresh    Duration `yaml:"jwks_refresh" default:"1h" doc:"How often keys are refreshed in the background."`
 	TokenCacheSize int      `yaml:"token_cache_size" default:"10000" doc:"Verified tokens remembered (by SHA-256) so a repeated token skips signature verification; an entry never outlives its token's exp or its signing key. 0 turns the cache off."`
+	// GroupOverage resolves groups that a token names only by reference.
+	GroupOverage *GroupOverage `yaml:"group_overage" doc:"entra: when a token carries too many groups to list (group overage: _claim_names.groups, or hasgroups: true), ask Microsoft Graph for the caller's groups, on routes whose rules test groups. Absent, or when Graph fails: the caller's groups are unknown and rules on groups deny (403 groups_unknown); other rules decide as usual."`
+}
+
+// GroupOverage configures group resolution through Microsoft Graph for an
+// Entra ID provider.
+type GroupOverage struct {
+	ClientID            string   `yaml:"client_id" required:"true" doc:"Application (client) id the gateway signs in to Microsoft Graph as, with the client credentials grant at {authority_host}/{tid}/oauth2/v2.0/token in the caller's tenant. It needs the Microsoft Graph application permissions GroupMember.Read.All and User.Read.All (and Application.Read.All for service principal callers and assigned_to_app_only), with admin consent in every tenant it serves."`
+	ClientSecret        string   `yaml:"client_secret" required:"true" doc:"That application's client secret. Write a ${secret:...} or ${env:...} reference, not the secret; it is never logged."`
+	GraphURL            string   `yaml:"graph_url" default:"https://graph.microsoft.com" doc:"Microsoft Graph of the provider's cloud (to be set with a national cloud's authority_host): https://graph.microsoft.us or https://dod-graph.microsoft.us (US Government), https://microsoftgraph.chinacloudapi.cn (China); http only on loopback, for tests. The token is asked for {graph_url}/.default. The endpoint a token names in _claim_sources is never called."`
+	Method              string   `yaml:"method" enum:"get_member_objects,transitive_member_of" default:"get_member_objects" doc:"get_member_objects: one POST /v1.0/users/{oid}/getMemberObjects (/servicePrincipals/ for applications): groups, directory roles and administrative units, transitively, up to 11,000 (beyond, transitive_member_of is used). transitive_member_of: GET .../transitiveMemberOf/microsoft.graph.group?$select=id,securityEnabled, paged through @odata.nextLink: groups only."`
+	SecurityEnabledOnly bool     `yaml:"security_enabled_only" default:"true" doc:"Only security groups (securityEnabledOnly), as the groups claim with groupMembershipClaims SecurityGroup. false adds Microsoft 365 groups and distribution lists, as All."`
+	AssignedToAppOnly   bool     `yaml:"assigned_to_app_only" doc:"Keep only the groups assigned to this API's enterprise application in the caller's tenant (its service principal's appRoleAssignedTo entries of type Group; the provider's client_id names it), as the ApplicationGroup option of the groups claim does."`
+	TTL                 Duration `yaml:"ttl" default:"10m" doc:"How long a caller's resolved groups are reused (per tenant and object id) before Graph is asked again; membership changes take up to this long to apply."`
+	FailureTTL          Duration `yaml:"failure_ttl" default:"10s" doc:"How long a failed lookup is remembered, so a failing Graph is not asked again on every request (the caller's groups stay unknown meanwhile); 0: not remembered. A 429's longer Retry-After holds the tenant's lookups back for that long."`
+	CacheSize           int      `yaml:"cache_size" default:"10000" doc:"Callers whose groups are remembered."`
+	Timeout             Duration `yaml:"timeout" default:"5s" doc:"Longest a request waits for a lookup (token, every page and retries after Retry-After); then its groups are unknown. Concurrent requests of one caller share one lookup."`
 }
 
 // MTLS configures client-certificate workload identity. The trust bundle

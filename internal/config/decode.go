@@ -377,6 +377,8 @@ func applyDefaults(v reflect.Value) {
 			fv.SetInt(int64(dur))
 		case fv.Kind() == reflect.String:
 			fv.SetString(f.def)
+		case fv.Kind() == reflect.Bool:
+			fv.SetBool(f.def == "true")
 		case fv.Kind() == reflect.Int || fv.Kind() == reflect.Int64:
 			i, err := strconv.ParseInt(f.def, 10, 64)
 			if err != nil {

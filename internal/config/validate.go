@@ -182,6 +182,61 @@ func (v *validator) providers() {
 		if p.TokenCacheSize < 0 || p.TokenCacheSize > 1_000_000 {
 			v.errorf(path+".token_cache_size", "must be between 0 (no cache) and 1000000")
 		}
+		if p.GroupOverage != nil {
+			v.groupOverage(path+".group_overage", p)
+		}
+	}
+}
+
+// sovereignGraph is the Microsoft Graph of each national cloud's sign-in
+// host.
+var sovereignGraph = map[string]string{
+	"login.microsoftonline.us":         "https://graph.microsoft.us, or https://dod-graph.microsoft.us for DoD",
+	"login.chinacloudapi.cn":           "https://microsoftgraph.chinacloudapi.cn",
+	"login.partner.microsoftonline.cn": "https://microsoftgraph.chinacloudapi.cn",
+}
+
+// groupOverage checks a provider's group_overage. Its messages never
+// quote the client secret.
+func (v *validator) groupOverage(path string, p Provider) {
+	g := p.GroupOverage
+	if p.Type != "entra" {
+		v.errorf(path, "group_overage is only for type entra")
+		return
+	}
+	if !guidRE.MatchString(g.ClientID) {
+		v.errorf(path+".client_id", "bad client_id %q: want the gateway's application (client) id, a GUID", g.ClientID)
+	}
+	if strings.TrimSpace(g.ClientSecret) == "" {
+		v.errorf(path+".client_secret", "the client secret is empty")
+	}
+	v.secureURL(path+".graph_url", g.GraphURL)
+	if u, err := url.Parse(g.GraphURL); err == nil && strings.Trim(u.Path, "/") != "" {
+		v.errorf(path+".graph_url", "graph_url %q must have no path: the gateway adds /v1.0/...", g.GraphURL)
+	}
+	// A sovereign cloud's tokens are for its own Graph: the global default
+	// would fail every lookup.
+	if _, set := v.c.pos[path+".graph_url"]; !set {
+		if u, err := url.Parse(p.AuthorityHost); err == nil {
+			if graph, ok := sovereignGraph[strings.ToLower(u.Hostname())]; ok {
+				v.errorf(path, "authority_host %s is a national cloud: set graph_url to its Microsoft Graph (%s)", p.AuthorityHost, graph)
+			}
+		}
+	}
+	if g.AssignedToAppOnly && p.ClientID == "" {
+		v.errorf(path+".assigned_to_app_only", "assigned_to_app_only needs the provider's client_id: it names the application whose assigned groups are kept")
+	}
+	if d := g.TTL.D(); d < time.Second || d > 24*time.Hour {
+		v.errorf(path+".ttl", "must be between 1s and 24h")
+	}
+	if g.FailureTTL.D() > 10*time.Minute {
+		v.errorf(path+".failure_ttl", "must be at most 10m")
+	}
+	if d := g.Timeout.D(); d < 100*time.Millisecond || d > time.Minute {
+		v.errorf(path+".timeout", "must be between 100ms and 1m")
+	}
+	if g.CacheSize < 1 || g.CacheSize > 1_000_000 {
+		v.errorf(path+".cache_size", "must be between 1 and 1000000")
 	}
 }
 

@@ -67,6 +67,9 @@ func (r *Result) WriteText(w io.Writer) {
 				p("          %-6s %s\n", l.k, strings.Join(l.v, ", "))
 			}
 		}
+		if id.GroupsUnknown {
+			p("          groups unknown (group overage, not resolved)\n")
+		}
 	}
 	if r.Mode != "" {
 		p("policy    %s, mode %s, version %s\n", r.Route, r.Mode, r.Version)

@@ -399,6 +399,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	if e.requireCert && id.ClientCert == nil {
 		return authnError(errCertRequired)
 	}
+	if id.GroupsUnknown && e.policy.UsesGroups() {
+		// Group overage: looked up only for routes that test groups; on
+		// failure they stay unknown and such rules deny (groups_unknown).
+		id = rt.authn.ResolveGroups(r.Context(), id)
+		ev.id = id
+	}
 
 	if b, ok := rt.detect.Blocked("identity", id.Key()); ok {
 		return blockedError(b)

@@ -38,6 +38,11 @@ type Identity struct {
 	// ClientCapabilities are what the client declared it can handle
 	// (xms_cc claim; cp1: claims challenges).
 	ClientCapabilities []string
+	// GroupsUnknown is set when the token names the caller's groups only
+	// by reference (group overage: too many to list) and they have not
+	// been resolved. Groups is then empty, and policy that tests groups
+	// denies with groups_unknown rather than guessing.
+	GroupsUnknown bool
 	// Claims are every claim of the token, for policy expressions.
 	Claims    map[string]any
 	ExpiresAt time.Time

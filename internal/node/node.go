@@ -39,6 +39,7 @@ import (
 	"github.com/ztgate/ztgate/internal/gateway"
 	"github.com/ztgate/ztgate/internal/guard"
 	"github.com/ztgate/ztgate/internal/limits"
+	"github.com/ztgate/ztgate/internal/msgraph"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/secrets"
 	"github.com/ztgate/ztgate/internal/store"
@@ -94,6 +95,7 @@ type Node struct {
 	state      gateway.State
 	alerts     *alert.Raiser
 	store      *store.DB
+	groups     *msgraph.Metrics // group overage lookups, shared by every provider
 }
 
 type verifier struct {
@@ -119,6 +121,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	n.reg = prometheus.NewRegistry()
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := gateway.NewMetrics(n.reg)
+	n.groups = msgraph.NewMetrics(n.reg)
 
 	var st *store.DB
 	if cfg.Store != nil {
@@ -322,10 +325,10 @@ func (n *Node) build(ctx context.Context, cfg *config.Config) (*gateway.Runtime,
 	var vs []authn.Verifier
 	maxToken := 0
 	for _, p := range cfg.Identity.Providers {
-		fp := fmt.Sprintf("%#v", p)
+		fp := providerKey(p)
 		v, ok := n.verifiers[fp]
 		if !ok {
-			o := authn.FromConfig(p, n.logger)
+			o := authn.FromConfigWith(p, authn.Deps{Logger: n.logger, GroupMetrics: n.groups})
 			vctx, cancel := context.WithCancel(ctx)
 			go o.Run(vctx)
 			v = &verifier{oidc: o, name: p.Name, cancel: cancel}
@@ -366,11 +369,25 @@ func depStamp(cfg *config.Config) string {
 	return b.String()
 }
 
+// providerKey identifies a provider's configuration, so that a reload
+// keeps the verifier (its keys, its token and group caches) of a provider
+// that did not change. It is a map key only, never shown: it holds the
+// group_overage client secret.
+func providerKey(p config.Provider) string {
+	g := p.GroupOverage
+	p.GroupOverage = nil // by value below: its address differs on every load
+	k := fmt.Sprintf("%#v", p)
+	if g != nil {
+		k += fmt.Sprintf("%#v", *g)
+	}
+	return k
+}
+
 // retireVerifiers stops the verifiers that cfg no longer uses.
 func (n *Node) retireVerifiers(cfg *config.Config) {
 	keep := map[string]bool{}
 	for _, p := range cfg.Identity.Providers {
-		keep[fmt.Sprintf("%#v", p)] = true
+		keep[providerKey(p)] = true
 	}
 	for fp, v := range n.verifiers {
 		if !keep[fp] {
@@ -462,7 +479,7 @@ func (n *Node) status() admin.Readiness {
 	defer n.mu.Unlock()
 	r := admin.Readiness{Ready: true, ConfigHash: n.cfg.Hash, ConfigFile: n.path, LoadedAt: n.loadedAt.UTC().Format(time.RFC3339), LastReload: n.lastReload}
 	for _, p := range n.cfg.Identity.Providers {
-		v := n.verifiers[fmt.Sprintf("%#v", p)]
+		v := n.verifiers[providerKey(p)]
 		ps := admin.ProviderStatus{Name: p.Name}
 		if v != nil {
 			ok, err := v.oidc.Ready()

@@ -117,6 +117,9 @@ func identityVal(id *identity.Identity) ref.Val {
 		case "scopes":
 			return strList(id.Scopes), true
 		case "groups":
+			if id.GroupsUnknown {
+				return types.WrapErr(errGroupsUnknown), true
+			}
 			return strList(id.Groups), true
 		case "amr":
 			return strList(id.AMR), true

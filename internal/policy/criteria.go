@@ -22,13 +22,21 @@ type criterion interface {
 type all []criterion
 
 func (a all) eval(in *Input, t *trace) bool {
-	ok := true
+	no, unknown := false, false
 	for _, c := range a {
+		t.unknown = false
 		if !c.eval(in, t) {
-			ok = false
+			if t.unknown {
+				unknown = true
+			} else {
+				no = true
+			}
 		}
 	}
-	return ok
+	// A part that does not hold decides; only parts that cannot be told
+	// (unknown groups) leave the whole unknown.
+	t.unknown = !no && unknown
+	return !no && !unknown
 }
 
 // anyOf holds when one part holds; only the allowing branch's reasons are
@@ -43,14 +51,20 @@ func (a anyOf) eval(in *Input, t *trace) bool {
 	}
 	t.depth++
 	defer func() { t.depth-- }()
+	unknown := false
 	for _, c := range a {
 		start := len(*t.reasons)
+		t.unknown = false
 		if c.eval(in, t) {
 			n := copy((*t.reasons)[mark:], (*t.reasons)[start:])
 			*t.reasons = (*t.reasons)[:mark+n]
+			t.unknown = false
 			return true
 		}
+		unknown = unknown || t.unknown
 	}
+	// No branch holds; if one could not be told, neither can the whole.
+	t.unknown = unknown
 	return false
 }
 
@@ -69,14 +83,21 @@ func (a allOf) eval(in *Input, t *trace) bool {
 
 type not struct{ c criterion }
 
+// not holds when its rule does not. When its rule cannot be told (unknown
+// groups), neither can not: it denies with groups_unknown, never allows.
 func (n not) eval(in *Input, t *trace) bool {
 	mark := len(*t.reasons)
 	if !t.explaining() {
+		t.unknown = false
 		held := n.c.eval(in, t)
 		*t.reasons = (*t.reasons)[:mark]
-		if held {
+		switch {
+		case held:
 			t.note("excluded_by_not")
-		} else {
+		case t.unknown:
+			t.note(ReasonGroupsUnknown)
+			return false
+		default:
 			t.note("not_ok")
 		}
 		return !held
@@ -85,13 +106,17 @@ func (n not) eval(in *Input, t *trace) bool {
 	inner := &trace{reasons: t.reasons, depth: t.depth + 1, steps: &steps}
 	held := n.c.eval(in, inner)
 	*t.reasons = (*t.reasons)[:mark]
-	if held {
+	t.unknown = !held && inner.unknown
+	switch {
+	case held:
 		t.add("excluded_by_not", "not", "the rule below must not hold", "it holds")
-	} else {
+	case t.unknown:
+		t.add(ReasonGroupsUnknown, "not", "the rule below must not hold", "cannot tell: the caller's groups are unknown")
+	default:
 		t.add("not_ok", "not", "the rule below must not hold", "it does not")
 	}
 	*t.steps = append(*t.steps, steps...)
-	return !held
+	return !held && !t.unknown
 }
 
 type authenticated struct{}
@@ -111,9 +136,21 @@ type listCriterion struct {
 	want     []string
 	get      func(*identity.Identity) []string
 	ok, fail string
+	// unknown, when set, reports that the caller's values are not known
+	// (groups under group overage): the criterion then cannot be told.
+	unknown func(*identity.Identity) bool
 }
 
 func (l *listCriterion) eval(in *Input, t *trace) bool {
+	if l.unknown != nil && l.unknown(in.Identity) {
+		t.unknown = true
+		if t.explaining() {
+			t.add(ReasonGroupsUnknown, l.name, "one of "+list(l.want), "unknown: the token names them by reference (group overage) and they were not resolved")
+		} else {
+			t.note(ReasonGroupsUnknown)
+		}
+		return false
+	}
 	have := l.get(in.Identity)
 	for _, v := range have {
 		if slices.Contains(l.want, v) {
@@ -423,7 +460,8 @@ func compileRule(r *config.Rule) (criterion, error) {
 	lists := []*listCriterion{
 		{name: "roles", want: r.Roles, get: func(id *identity.Identity) []string { return id.Roles }, ok: "role_ok", fail: "role_missing"},
 		{name: "scopes", want: r.Scopes, get: func(id *identity.Identity) []string { return id.Scopes }, ok: "scope_ok", fail: "scope_missing"},
-		{name: "groups", want: r.Groups, get: func(id *identity.Identity) []string { return id.Groups }, ok: "group_ok", fail: "group_missing"},
+		{name: "groups", want: r.Groups, get: func(id *identity.Identity) []string { return id.Groups }, ok: "group_ok", fail: "group_missing",
+			unknown: func(id *identity.Identity) bool { return id.GroupsUnknown }},
 		{name: "auth_context", want: r.AuthContext, get: func(id *identity.Identity) []string { return id.ACRS }, ok: "auth_context_ok", fail: "auth_context_missing"},
 	}
 	for _, l := range lists {
