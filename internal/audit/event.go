@@ -23,6 +23,7 @@ type Event struct {
 	ResultDetails string    `json:"result_details"` // the reason code
 	Decision      string    `json:"decision"`       // allow | deny | would_deny | error | preflight
 	Reasons       []string  `json:"reasons,omitempty"`
+	Message       string    `json:"message,omitempty"` // Alert: what was detected
 	PolicyVersion string    `json:"policy_version"`
 	Service       string    `json:"service,omitempty"`
 	Route         string    `json:"route,omitempty"`

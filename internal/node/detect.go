@@ -133,6 +133,13 @@ func (d *detection) act(ctx context.Context, det detect.Detection) {
 		}
 		summary += fmt.Sprintf("; risk raised to high until %s", until.UTC().Format(time.RFC3339))
 	}
+	// The detection joins the audit chain (tamper-evident, and exported
+	// like every event: SIEM, webhook, syslog).
+	if d.record != nil {
+		if err := d.record(ctx, detectionEvent(det, summary, d.now())); err != nil {
+			d.logger.Error("detection not audited", "rule", det.Rule, "error", err)
+		}
+	}
 	if d.alerts == nil {
 		return
 	}
@@ -152,6 +159,25 @@ func (d *detection) audit(ctx context.Context, what string, b detect.Block, by s
 	if err := d.record(ctx, blockEvent(what, b, by, d.now())); err != nil {
 		d.logger.Error("block change not audited", "what", what, b.Kind, b.Key, "error", err)
 	}
+}
+
+// detectionEvent is a detection on the audit record: EventType Alert, the
+// rule in result details, its evidence (request ids) in reasons.
+func detectionEvent(det detect.Detection, summary string, now time.Time) audit.Event {
+	ev := audit.Event{
+		Time: now.UTC(), EventType: "Alert", RequestID: newEventID("det"), Result: "Failure", ResultDetails: det.Rule,
+		Decision: det.Action, Reasons: det.Evidence, Method: "DETECT", URL: "detection/" + det.Kind + "/" + det.KeyType + "/" + det.Key,
+		Message: det.Severity + ": " + summary,
+	}
+	switch det.KeyType {
+	case detect.KeyIP:
+		ev.SrcIP = det.Key
+	case detect.KeyIdentity, detect.KeyAPIKey:
+		ev.Identity = det.Key
+	case detect.KeyTenant:
+		ev.Tenant = det.Key
+	}
+	return ev
 }
 
 func blockEvent(what string, b detect.Block, by string, now time.Time) audit.Event {

@@ -81,7 +81,7 @@ func TestDetectionBlocksBadTokenBurst(t *testing.T) {
 	if err := json.Unmarshal(body, &page); err != nil {
 		t.Fatal(err)
 	}
-	var blocked, lifted, refused int
+	var blocked, lifted, refused, alerts int
 	for _, e := range page.Events {
 		switch {
 		case e.EventType == "Admin" && e.ResultDetails == "blocked" && e.URL == "block/ip/127.0.0.1":
@@ -90,10 +90,12 @@ func TestDetectionBlocksBadTokenBurst(t *testing.T) {
 			lifted++
 		case e.EventType == "ApiRequest" && e.ResultDetails == "blocked":
 			refused++
+		case e.EventType == "Alert" && e.ResultDetails == "bad-tokens" && e.URL == "detection/auth_failures/ip/127.0.0.1":
+			alerts++
 		}
 	}
-	if blocked != 1 || lifted != 1 || refused < 1 {
-		t.Fatalf("audit: %d blocks, %d lifts, %d refusals recorded; want 1, 1, ≥1", blocked, lifted, refused)
+	if blocked != 1 || lifted != 1 || refused < 1 || alerts != 1 {
+		t.Fatalf("audit: %d blocks, %d lifts, %d refusals, %d detections recorded; want 1, 1, ≥1, 1", blocked, lifted, refused, alerts)
 	}
 }
 
