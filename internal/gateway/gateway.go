@@ -28,6 +28,7 @@ import (
 	"github.com/ztgate/ztgate/internal/geo"
 	"github.com/ztgate/ztgate/internal/guard"
 	"github.com/ztgate/ztgate/internal/identity"
+	"github.com/ztgate/ztgate/internal/inject"
 	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/route"
@@ -44,6 +45,7 @@ type Runtime struct {
 	geo       *geo.DB // nil without policy.geoip_database
 	limits    limits.Store
 	quotas    limits.QuotaStore
+	inject    *inject.Set
 }
 
 type entry struct {
@@ -55,17 +57,29 @@ type entry struct {
 	quotas  []*quota // service, route
 	guard   *guard.Guard
 	cors    *corsPolicy
+	inject  *inject.Service // nil: nothing injected
 }
 
 // State is what outlives runtimes, so a reload keeps the counts.
 type State struct {
 	Limits limits.Store
 	Quotas limits.QuotaStore
+	// Inject keeps the published assertion keys and the upstream token
+	// caches; nil: a manager of the runtime's own.
+	Inject *inject.Manager
 }
 
 // Build compiles cfg into a Runtime. It does no network I/O.
 func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slog.Logger) (*Runtime, error) {
 	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas}
+	if state.Inject == nil {
+		state.Inject = inject.NewManager(logger)
+	}
+	set, err := state.Inject.Build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt.inject = set
 	if path := cfg.Policy.GeoIPDatabase; path != "" {
 		db, err := geo.Open(path)
 		if err != nil {
@@ -76,7 +90,7 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 	policies := make([][]*entry, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
-		up, err := newUpstream(s, logger)
+		up, err := newUpstream(s, set.Header(), logger)
 		if err != nil {
 			rt.Close()
 			return nil, err
@@ -89,7 +103,7 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 				rt.Close()
 				return nil, err
 			}
-			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS)}
+			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS), inject: set.Service(s.Name)}
 			for _, q := range []*quota{compileQuota("qs:"+s.Name, s.Quota), compileQuota("qr:"+s.Name+"/"+r.Name, r.Quota)} {
 				if q != nil {
 					e.quotas = append(e.quotas, q)
@@ -154,12 +168,17 @@ type Gateway struct {
 // event is durable before its response starts, or the request is refused.
 func New(rt *Runtime, logger *slog.Logger, m *Metrics, p *audit.Pipeline, wait time.Duration) *Gateway {
 	g := &Gateway{logger: logger, metrics: m, audit: p, auditWait: wait}
+	rt.inject.Activate()
 	g.rt.Store(rt)
 	return g
 }
 
-// Swap installs rt and returns the runtime it replaces.
-func (g *Gateway) Swap(rt *Runtime) *Runtime { return g.rt.Swap(rt) }
+// Swap installs rt and returns the runtime it replaces. The runtime's
+// assertion keys are published before it serves.
+func (g *Gateway) Swap(rt *Runtime) *Runtime {
+	rt.inject.Activate()
+	return g.rt.Swap(rt)
+}
 
 // Runtime returns the runtime now serving.
 func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
@@ -171,6 +190,7 @@ type reqState struct {
 	path            string // normalised, escaped
 	err             *httpError
 	decision        policy.Decision
+	creds           inject.Credentials // set on the upstream request
 	audited         bool
 	commit          func(status int, reason string) error // audit before answering
 }
@@ -224,6 +244,11 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rt := g.rt.Load()
+	if keys := rt.inject.Keys(); keys.JWKS() != nil && isJWKSRequest(r) {
+		// The assertion keys: public, for upstreams; never routed.
+		keys.ServeHTTP(w, r)
+		return
+	}
 	st := &reqState{requestID: newRequestID()}
 	if c := r.Header.Get(headerRequestID); validClientRequestID(c) {
 		st.clientRequestID = c
@@ -432,6 +457,18 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		// and the upstream must not act on a request with no record.
 		return auditError(errors.New("the audit store is failing; refused before the upstream"))
 	}
+	if e.inject != nil {
+		creds, err := e.inject.Credentials(r.Context(), id, e.route, st.requestID, start)
+		if err != nil {
+			ev.decision = "error"
+			var te *inject.TokenError
+			if errors.As(err, &te) {
+				return &httpError{Code: http.StatusServiceUnavailable, Reason: inject.ReasonTokenUnavailable, Public: "the gateway could not get a credential for the upstream", Err: err}
+			}
+			return &httpError{Code: http.StatusInternalServerError, Reason: ReasonInternal, Public: "internal error", Err: err}
+		}
+		st.creds = creds
+	}
 	ev.decision = "allow"
 	if d.WouldDeny {
 		ev.decision = "would_deny"
@@ -501,6 +538,12 @@ func headerBytes(r *http.Request) int {
 		}
 	}
 	return n
+}
+
+// isJWKSRequest reports whether r asks for the assertion keys.
+func isJWKSRequest(r *http.Request) bool {
+	p, _, _ := strings.Cut(r.RequestURI, "?")
+	return p == inject.JWKSPath
 }
 
 func isUpgrade(r *http.Request) bool {

@@ -35,6 +35,7 @@ import (
 	"github.com/ztgate/ztgate/internal/explain"
 	"github.com/ztgate/ztgate/internal/gateway"
 	"github.com/ztgate/ztgate/internal/guard"
+	"github.com/ztgate/ztgate/internal/inject"
 	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/secrets"
@@ -52,6 +53,9 @@ func LoadConfig(path string) (*config.Config, error) {
 		return nil, err
 	}
 	if err := guard.ValidateConfig(cfg); err != nil {
+		return nil, err
+	}
+	if err := inject.ValidateConfig(cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -132,6 +136,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if err != nil {
 		return err
 	}
+	n.state.Inject = inject.NewManager(n.logger)
 	runCtx, stopVerifiers := context.WithCancel(context.Background())
 	defer stopVerifiers()
 	rt, err := n.build(runCtx, cfg)
@@ -282,6 +287,9 @@ func (n *Node) load() (*config.Config, [32]byte, error) {
 		return nil, sum, err
 	}
 	if err := guard.ValidateConfig(cfg); err != nil {
+		return nil, sum, err
+	}
+	if err := inject.ValidateConfig(cfg); err != nil {
 		return nil, sum, err
 	}
 	return cfg, sum, nil

@@ -1,0 +1,293 @@
+// Package inject gives upstream requests their credentials: a signed
+// identity assertion about the caller, and access tokens the gateway gets
+// for itself (OAuth 2.0 client credentials, Azure managed identity). It
+// also publishes the assertion keys as a JSON Web Key Set.
+package inject
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/identity"
+)
+
+// ReasonTokenUnavailable is the reason of a request refused because its
+// upstream token could not be had.
+const ReasonTokenUnavailable = "upstream_token_unavailable"
+
+// DefaultHeader carries assertions when assertion.header is not set.
+const DefaultHeader = "X-Ztgate-Identity"
+
+// Manager outlives configurations: it keeps the published keys (with the
+// overlap of removed ones) and the token caches, so a reload neither
+// unpublishes a key too early nor fetches every token again.
+type Manager struct {
+	logger *slog.Logger
+	ring   KeyRing
+
+	mu      sync.Mutex
+	tokens  map[string]*TokenCache // of the active set, by source fingerprint
+	overlap time.Duration          // of the active set's assertion keys
+}
+
+// NewManager returns an empty manager.
+func NewManager(logger *slog.Logger) *Manager {
+	return &Manager{logger: logger, tokens: map[string]*TokenCache{}}
+}
+
+// Keys returns the published key ring (served at JWKSPath).
+func (m *Manager) Keys() *KeyRing { return &m.ring }
+
+// Set is the injection of one configuration, built before it serves.
+type Set struct {
+	m        *Manager
+	keys     []*Key // assertion keys, signing key first; nil without assertion
+	overlap  time.Duration
+	header   string
+	services map[string]*Service
+	tokens   map[string]*TokenCache
+}
+
+// Build prepares cfg's injection: it reads (or, with no keys listed,
+// generates) the assertion keys and makes each service's token source.
+// Token caches of unchanged sources are carried over. Nothing is published
+// until Activate.
+func (m *Manager) Build(cfg *config.Config) (*Set, error) {
+	s := &Set{m: m, services: map[string]*Service{}, tokens: map[string]*TokenCache{}}
+	var signer *Signer
+	if a := cfg.Assertion; a != nil {
+		keys, err := loadKeys(cfg, m.logger)
+		if err != nil {
+			return nil, err
+		}
+		signer, err = NewSigner(keys[0], a.Issuer, a.TTL.D())
+		if err != nil {
+			return nil, fmt.Errorf("assertion: %w", err)
+		}
+		s.keys, s.overlap, s.header = keys, a.RotationOverlap.D(), a.Header
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range cfg.Services {
+		svc := &cfg.Services[i]
+		in := svc.Inject
+		if in == nil {
+			continue
+		}
+		out := &Service{header: s.header}
+		if in.IdentityAssertion {
+			if signer == nil {
+				return nil, fmt.Errorf("service %s: identity_assertion without an assertion section", svc.Name)
+			}
+			out.signer, out.audience = signer, in.AssertionAudience
+			if out.audience == "" {
+				out.audience = svc.Name
+			}
+		}
+		var fp string
+		var mk func() (Fetcher, error)
+		switch {
+		case in.ClientCredentials != nil:
+			cc := in.ClientCredentials
+			fp = fmt.Sprintf("cc\x00%s\x00%s\x00%s\x00%q\x00%s\x00%s\x00%s", cc.TokenURL, cc.ClientID, cc.ClientSecret, cc.Scopes, cc.Audience, cc.Resource, cc.AuthMethod)
+			mk = func() (Fetcher, error) { return NewClientCredentials(cc), nil }
+		case in.ManagedIdentity != nil:
+			mi := in.ManagedIdentity
+			fp = "mi\x00" + mi.ClientID + "\x00" + mi.Scope
+			mk = func() (Fetcher, error) { return NewManagedIdentity(mi) }
+		}
+		if mk != nil {
+			tc := s.tokens[fp]
+			if tc == nil {
+				tc = m.tokens[fp]
+			}
+			if tc == nil {
+				f, err := mk()
+				if err != nil {
+					return nil, fmt.Errorf("service %s: %w", svc.Name, err)
+				}
+				tc = NewTokenCache("service "+svc.Name, f)
+			}
+			s.tokens[fp] = tc
+			out.token = tc
+		}
+		if out.signer != nil || out.token != nil {
+			s.services[svc.Name] = out
+		}
+	}
+	return s, nil
+}
+
+// loadKeys reads the configured assertion keys, or the generated one.
+func loadKeys(cfg *config.Config, logger *slog.Logger) ([]*Key, error) {
+	dir := filepath.Dir(cfg.File)
+	if len(cfg.Assertion.Keys) == 0 {
+		path := filepath.Join(dir, GeneratedKeyFile)
+		k, created, err := LoadOrGenerate(path)
+		if err != nil {
+			return nil, fmt.Errorf("assertion key: %w", err)
+		}
+		if created {
+			logger.Info("assertion signing key generated", "file", path, "kid", k.kid)
+		}
+		return []*Key{k}, nil
+	}
+	var keys []*Key
+	for i, ak := range cfg.Assertion.Keys {
+		k, err := readKey(dir, ak)
+		if err != nil {
+			return nil, fmt.Errorf("assertion.keys[%d]: %w", i, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// readKey reads one configured key; a relative file is relative to dir.
+func readKey(dir string, ak config.AssertionKey) (*Key, error) {
+	if ak.PEM != "" {
+		return ParseKey([]byte(ak.PEM))
+	}
+	path := ak.File
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ParseKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ValidateConfig reads the configured assertion keys, reporting a missing
+// or unusable one at its position in the file. It changes nothing: a key
+// to be generated is not.
+func ValidateConfig(cfg *config.Config) error {
+	if cfg.Assertion == nil {
+		return nil
+	}
+	var errs config.Errors
+	errorf := func(path, format string, args ...any) {
+		p := cfg.PosOf(path)
+		errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Column: p.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	dir := filepath.Dir(cfg.File)
+	seen := map[string]int{}
+	for i, ak := range cfg.Assertion.Keys {
+		path := fmt.Sprintf("assertion.keys[%d]", i)
+		k, err := readKey(dir, ak)
+		switch {
+		case err != nil && ak.PEM != "":
+			errorf(path+".pem", "unusable assertion key: %v", err)
+		case err != nil:
+			errorf(path+".file", "unusable assertion key: %v", err)
+		default:
+			if j, dup := seen[k.kid]; dup {
+				errorf(path, "the same key as assertion.keys[%d]", j)
+			}
+			seen[k.kid] = i
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// Activate publishes the set's keys (removed keys stay published for the
+// overlap) and makes its token caches the ones later sets reuse. Call it
+// before the set's configuration serves.
+func (s *Set) Activate() {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	overlap := s.overlap
+	if s.keys == nil {
+		// Assertions turned off: the keys retire with the overlap they
+		// were configured with.
+		overlap = m.overlap
+	}
+	m.ring.Install(s.keys, overlap)
+	m.tokens, m.overlap = s.tokens, overlap
+}
+
+// Keys returns the published key ring.
+func (s *Set) Keys() *KeyRing { return &s.m.ring }
+
+// Header returns the assertion header ("" without assertions): the gateway
+// removes a client's copies of it from every upstream request.
+func (s *Set) Header() string { return s.header }
+
+// Service returns the injection of the named service, nil when it has none.
+func (s *Set) Service(name string) *Service { return s.services[name] }
+
+// Service is what one service's upstream requests receive.
+type Service struct {
+	signer   *Signer // nil: no assertion
+	audience string
+	header   string
+	token    *TokenCache // nil: no upstream token
+}
+
+// Credentials are the credentials of one upstream request.
+type Credentials struct {
+	Header    string // the assertion header
+	Assertion string // "" without
+	Bearer    string // "" without
+}
+
+// Apply sets c on an upstream request's headers.
+func (c Credentials) Apply(h http.Header) {
+	if c.Assertion != "" {
+		h.Set(c.Header, c.Assertion)
+	}
+	if c.Bearer != "" {
+		h.Set("Authorization", "Bearer "+c.Bearer)
+	}
+}
+
+// Credentials returns the credentials for one request by id on route. A
+// token that cannot be had is a *TokenError.
+func (s *Service) Credentials(ctx context.Context, id *identity.Identity, route, requestID string, now time.Time) (Credentials, error) {
+	c := Credentials{Header: s.header}
+	if s.token != nil {
+		tok, err := s.token.Token(ctx)
+		if err != nil {
+			return Credentials{}, err
+		}
+		c.Bearer = tok
+	}
+	if s.signer != nil {
+		a, err := s.signer.Sign(Request{Identity: id, Audience: s.audience, Route: route, RequestID: requestID, Now: now})
+		if err != nil {
+			return Credentials{}, err
+		}
+		c.Assertion = a
+	}
+	return c, nil
+}
+
+// StripHeader removes every copy of the header name from h, also when sent
+// with '_' for '-' (CGI-style servers treat the two alike).
+func StripHeader(h http.Header, name string) {
+	if name == "" {
+		return
+	}
+	for k := range h {
+		if len(k) == len(name) && strings.EqualFold(strings.ReplaceAll(k, "_", "-"), name) {
+			delete(h, k)
+		}
+	}
+}
