@@ -1,6 +1,8 @@
 // A real OpenID Connect provider (panva/oidc-provider) for ztgate's
 // end-to-end tests: client-credentials access tokens as RS256 JWTs for the
-// resource urn:orders-api, on loopback only.
+// resources urn:orders-api (callers of the gateway) and urn:backend-api (a
+// backend the gateway calls with a token it gets as client ztgate-gateway),
+// on loopback only.
 //
 //   node server.js PORT [KEYFILE]
 //
@@ -27,17 +29,18 @@ function build(keys) {
     clients: [
       { client_id: 'orders-client', client_secret: 'orders-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [], scope: 'orders.read' },
       { client_id: 'other-client', client_secret: 'other-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [], scope: 'other.read' },
+      { client_id: 'ztgate-gateway', client_secret: 'gateway-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [], scope: 'backend.call' },
     ],
-    scopes: ['orders.read', 'other.read'],
+    scopes: ['orders.read', 'other.read', 'backend.call'],
     features: {
       clientCredentials: { enabled: true },
       devInteractions: { enabled: false },
       resourceIndicators: {
         enabled: true,
-        defaultResource: (ctx, client) => (client.clientId === 'orders-client' ? 'urn:orders-api' : 'urn:other-api'),
+        defaultResource: (ctx, client) => ({ 'orders-client': 'urn:orders-api', 'ztgate-gateway': 'urn:backend-api' })[client.clientId] ?? 'urn:other-api',
         useGrantedResource: () => true,
         getResourceServerInfo: (ctx, resource) => ({
-          scope: resource === 'urn:orders-api' ? 'orders.read' : 'other.read',
+          scope: ({ 'urn:orders-api': 'orders.read', 'urn:backend-api': 'backend.call' })[resource] ?? 'other.read',
           audience: resource,
           accessTokenFormat: 'jwt',
           accessTokenTTL: 600,
