@@ -40,6 +40,7 @@ var forbidden = []struct {
 	{pkg: "internal/config", deny: []string{"internal/gateway"}, why: "gateway is built from config, never the reverse"},
 	{pkg: "internal/secrets", deny: []string{"internal/gateway"}, why: "gateway calls secrets, never the reverse"},
 	{pkg: "internal/audit", deny: []string{"internal/gateway"}, why: "gateway writes audit events, never the reverse"},
+	{pkg: "internal/inject", deny: []string{"internal/gateway", "internal/node"}, why: "gateway asks inject for credentials, never the reverse"},
 }
 
 // listed is one package as printed by go list -json.
