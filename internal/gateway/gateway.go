@@ -244,9 +244,9 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rt := g.rt.Load()
-	if keys := rt.inject.Keys(); keys.JWKS() != nil && isJWKSRequest(r) {
+	if isJWKSRequest(r) && rt.inject.Keys().JWKS() != nil {
 		// The assertion keys: public, for upstreams; never routed.
-		keys.ServeHTTP(w, r)
+		rt.inject.Keys().ServeHTTP(w, r)
 		return
 	}
 	st := &reqState{requestID: newRequestID()}
