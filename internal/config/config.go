@@ -195,6 +195,9 @@ type Inject struct {
 	// ManagedIdentity mints the upstream's bearer token from the Azure
 	// managed identity of the host the gateway runs on.
 	ManagedIdentity *ManagedIdentity `yaml:"managed_identity" doc:"Send the upstream an access token of the gateway's Azure managed identity, as Authorization: Bearer."`
+	// TokenExchange exchanges the caller's token for one narrowed to the
+	// upstream (RFC 8693, or Entra ID's on-behalf-of flow).
+	TokenExchange *TokenExchange `yaml:"token_exchange" doc:"Send the upstream a token for the caller, narrowed to it, that the gateway exchanges the caller's own token for (RFC 8693 token exchange, or Microsoft Entra ID's on-behalf-of flow), as Authorization: Bearer."`
 }
 
 // Assertion configures the identity assertions the gateway signs.
@@ -222,6 +225,20 @@ type ClientCredentials struct {
 	Audience     string   `yaml:"audience" doc:"Sent as the audience parameter (Auth0, Okta and others)."`
 	Resource     string   `yaml:"resource" doc:"Sent as the resource parameter (RFC 8707 resource indicators)."`
 	AuthMethod   string   `yaml:"auth_method" enum:"basic,post" default:"basic" doc:"How the gateway authenticates to the token endpoint: basic (HTTP Basic, client_secret_basic) or post (in the form, client_secret_post)."`
+}
+
+// TokenExchange configures a token exchanged for the caller's (RFC 8693
+// §2.1, or Entra ID's on-behalf-of flow).
+type TokenExchange struct {
+	Grant        string   `yaml:"grant" enum:"token_exchange,on_behalf_of" default:"token_exchange" doc:"token_exchange: RFC 8693 (subject_token, the caller's access token); on_behalf_of: Microsoft Entra ID (the jwt-bearer grant with requested_token_use=on_behalf_of)."`
+	TokenURL     string   `yaml:"token_url" required:"true" doc:"The token endpoint (https; http only on loopback)."`
+	ClientID     string   `yaml:"client_id" required:"true" doc:"The gateway's client id at the token endpoint."`
+	ClientSecret string   `yaml:"client_secret" required:"true" secret:"true" doc:"The client secret, from a ${secret:...} or ${env:...} reference."`
+	Scopes       []string `yaml:"scopes" doc:"Scopes requested for the upstream, e.g. [api://orders/.default] (required for on_behalf_of)."`
+	Audience     string   `yaml:"audience" doc:"Sent as the audience parameter: the upstream's name at the token endpoint."`
+	Resource     string   `yaml:"resource" doc:"Sent as the resource parameter: the upstream's URI."`
+	AuthMethod   string   `yaml:"auth_method" enum:"basic,post" default:"basic" doc:"How the gateway authenticates to the token endpoint: basic (client_secret_basic) or post (client_secret_post)."`
+	CacheSize    int      `yaml:"cache_size" default:"10000" doc:"Exchanged tokens kept, one per caller token, each until shortly before it or the caller's token expires."`
 }
 
 // ManagedIdentity configures a token of the host's Azure managed identity.

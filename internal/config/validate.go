@@ -476,12 +476,45 @@ func (v *validator) inject(path string, s Service) {
 	if in.AssertionAudience != "" && !in.IdentityAssertion {
 		v.errorf(path+".assertion_audience", "assertion_audience without identity_assertion: true has no effect")
 	}
-	cc, mi := in.ClientCredentials, in.ManagedIdentity
-	if cc != nil && mi != nil {
-		v.errorf(path+".managed_identity", "client_credentials and managed_identity both set the upstream's Authorization header; choose one")
+	cc, mi, te := in.ClientCredentials, in.ManagedIdentity, in.TokenExchange
+	var tokens []string
+	for _, t := range []struct {
+		key string
+		set bool
+	}{{"client_credentials", cc != nil}, {"managed_identity", mi != nil}, {"token_exchange", te != nil}} {
+		if t.set {
+			tokens = append(tokens, t.key)
+		}
 	}
-	if (cc != nil || mi != nil) && s.ForwardAuthorization {
+	if len(tokens) > 1 {
+		v.errorf(path+"."+tokens[1], "%s each set the upstream's Authorization header; choose one", strings.Join(tokens, " and "))
+	}
+	if len(tokens) > 0 && s.ForwardAuthorization {
 		v.errorf(path, "an injected upstream token replaces the caller's Authorization header; remove forward_authorization")
+	}
+	if te != nil {
+		tp := path + ".token_exchange"
+		v.secureURL(tp+".token_url", te.TokenURL)
+		if te.ClientID == "" {
+			v.errorf(tp+".client_id", "empty client_id")
+		}
+		if te.ClientSecret == "" {
+			v.errorf(tp+".client_secret", "the reference resolved to an empty secret")
+		}
+		for i, sc := range te.Scopes {
+			if sc == "" || strings.ContainsAny(sc, " \t\n") {
+				v.errorf(fmt.Sprintf("%s.scopes[%d]", tp, i), "bad scope %q: one scope per entry, no spaces", sc)
+			}
+		}
+		if te.Grant == "on_behalf_of" && len(te.Scopes) == 0 {
+			v.errorf(tp+".scopes", "on_behalf_of needs the scopes of the upstream, e.g. [api://orders/.default]")
+		}
+		if te.Grant == "token_exchange" && len(te.Scopes) == 0 && te.Audience == "" && te.Resource == "" {
+			v.errorf(tp, "say what the token is for: audience, resource or scopes; without them the caller's token would come back unnarrowed")
+		}
+		if te.CacheSize < 1 || te.CacheSize > 1_000_000 {
+			v.errorf(tp+".cache_size", "must be between 1 and 1000000")
+		}
 	}
 	if cc != nil {
 		v.secureURL(path+".client_credentials.token_url", cc.TokenURL)

@@ -458,7 +458,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		return auditError(errors.New("the audit store is failing; refused before the upstream"))
 	}
 	if e.inject != nil {
-		creds, err := e.inject.Credentials(r.Context(), id, e.route, st.requestID, start)
+		call := inject.Call{Identity: id, Route: e.route, RequestID: st.requestID, Now: start}
+		if e.inject.NeedsCallerToken() {
+			call.Subject, _ = authn.BearerToken(r) // verified above
+		}
+		creds, err := e.inject.Credentials(r.Context(), call)
 		if err != nil {
 			ev.decision = "error"
 			var te *inject.TokenError

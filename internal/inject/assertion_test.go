@@ -369,7 +369,7 @@ func BenchmarkAssertion(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		h := http.Header{}
 		for pb.Next() {
-			c, err := svc.Credentials(b.Context(), alice, "read", "0123456789abcdef", now)
+			c, err := svc.Credentials(b.Context(), Call{Identity: alice, Route: "read", RequestID: "0123456789abcdef", Now: now})
 			if err != nil {
 				b.Fatal(err)
 			}

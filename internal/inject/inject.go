@@ -33,14 +33,15 @@ type Manager struct {
 	logger *slog.Logger
 	ring   KeyRing
 
-	mu      sync.Mutex
-	tokens  map[string]*TokenCache // of the active set, by source fingerprint
-	overlap time.Duration          // of the active set's assertion keys
+	mu         sync.Mutex
+	tokens     map[string]*TokenCache // of the active set, by source fingerprint
+	exchangers map[string]*Exchanger  // of the active set, by source fingerprint
+	overlap    time.Duration          // of the active set's assertion keys
 }
 
 // NewManager returns an empty manager.
 func NewManager(logger *slog.Logger) *Manager {
-	return &Manager{logger: logger, tokens: map[string]*TokenCache{}}
+	return &Manager{logger: logger, tokens: map[string]*TokenCache{}, exchangers: map[string]*Exchanger{}}
 }
 
 // Keys returns the published key ring (served at JWKSPath).
@@ -54,6 +55,8 @@ type Set struct {
 	header   string
 	services map[string]*Service
 	tokens   map[string]*TokenCache
+	// exchangers of token_exchange, by source fingerprint
+	exchangers map[string]*Exchanger
 }
 
 // Build prepares cfg's injection: it reads (or, with no keys listed,
@@ -61,7 +64,7 @@ type Set struct {
 // Token caches of unchanged sources are carried over. Nothing is published
 // until Activate.
 func (m *Manager) Build(cfg *config.Config) (*Set, error) {
-	s := &Set{m: m, services: map[string]*Service{}, tokens: map[string]*TokenCache{}}
+	s := &Set{m: m, services: map[string]*Service{}, tokens: map[string]*TokenCache{}, exchangers: map[string]*Exchanger{}}
 	var signer *Signer
 	if a := cfg.Assertion; a != nil {
 		keys, err := loadKeys(cfg, m.logger)
@@ -103,6 +106,18 @@ func (m *Manager) Build(cfg *config.Config) (*Set, error) {
 			mi := in.ManagedIdentity
 			fp = "mi\x00" + mi.ClientID + "\x00" + mi.Scope
 			mk = func() (Fetcher, error) { return NewManagedIdentity(mi) }
+		case in.TokenExchange != nil:
+			te := in.TokenExchange
+			fp = fmt.Sprintf("te\x00%s\x00%s\x00%s\x00%s\x00%q\x00%s\x00%s\x00%s\x00%d", te.Grant, te.TokenURL, te.ClientID, te.ClientSecret, te.Scopes, te.Audience, te.Resource, te.AuthMethod, te.CacheSize)
+			ex := s.exchangers[fp]
+			if ex == nil {
+				ex = m.exchangers[fp]
+			}
+			if ex == nil {
+				ex = NewExchanger("token exchange for service "+svc.Name, te)
+			}
+			s.exchangers[fp] = ex
+			out.exchange = ex
 		}
 		if mk != nil {
 			tc := s.tokens[fp]
@@ -119,7 +134,7 @@ func (m *Manager) Build(cfg *config.Config) (*Set, error) {
 			s.tokens[fp] = tc
 			out.token = tc
 		}
-		if out.signer != nil || out.token != nil {
+		if out.signer != nil || out.token != nil || out.exchange != nil {
 			s.services[svc.Name] = out
 		}
 	}
@@ -220,7 +235,7 @@ func (s *Set) Activate() {
 		overlap = m.overlap
 	}
 	m.ring.Install(s.keys, overlap)
-	m.tokens, m.overlap = s.tokens, overlap
+	m.tokens, m.exchangers, m.overlap = s.tokens, s.exchangers, overlap
 }
 
 // Keys returns the published key ring.
@@ -238,7 +253,22 @@ type Service struct {
 	signer   *Signer // nil: no assertion
 	audience string
 	header   string
-	token    *TokenCache // nil: no upstream token
+	token    *TokenCache // nil: no upstream token of the gateway's own
+	exchange *Exchanger  // nil: no token exchanged for the caller's
+}
+
+// NeedsCallerToken reports whether the service exchanges the caller's own
+// token: Credentials then needs it in Call.Subject.
+func (s *Service) NeedsCallerToken() bool { return s.exchange != nil }
+
+// Call is the request credentials are made for.
+type Call struct {
+	Identity  *identity.Identity
+	Route     string
+	RequestID string
+	Now       time.Time
+	// Subject is the caller's access token, for a token exchange.
+	Subject string
 }
 
 // Credentials are the credentials of one upstream request.
@@ -258,19 +288,24 @@ func (c Credentials) Apply(h http.Header) {
 	}
 }
 
-// Credentials returns the credentials for one request by id on route. A
-// token that cannot be had is a *TokenError.
-func (s *Service) Credentials(ctx context.Context, id *identity.Identity, route, requestID string, now time.Time) (Credentials, error) {
+// Credentials returns the credentials for one call. A token that cannot be
+// had is a *TokenError.
+func (s *Service) Credentials(ctx context.Context, call Call) (Credentials, error) {
 	c := Credentials{Header: s.header}
-	if s.token != nil {
-		tok, err := s.token.Token(ctx)
-		if err != nil {
-			return Credentials{}, err
-		}
-		c.Bearer = tok
+	var tok string
+	var err error
+	switch {
+	case s.token != nil:
+		tok, err = s.token.Token(ctx)
+	case s.exchange != nil:
+		tok, err = s.exchange.Token(ctx, call.Subject, call.Identity.ExpiresAt)
 	}
+	if err != nil {
+		return Credentials{}, err
+	}
+	c.Bearer = tok
 	if s.signer != nil {
-		a, err := s.signer.Sign(Request{Identity: id, Audience: s.audience, Route: route, RequestID: requestID, Now: now})
+		a, err := s.signer.Sign(Request{Identity: call.Identity, Audience: s.audience, Route: call.Route, RequestID: call.RequestID, Now: call.Now})
 		if err != nil {
 			return Credentials{}, err
 		}

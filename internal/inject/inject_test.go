@@ -157,12 +157,12 @@ func TestCredentialsTokenFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.Service("orders").Credentials(context.Background(), alice, "r", "id", time.Now())
+	c, err := s.Service("orders").Credentials(context.Background(), Call{Identity: alice, Route: "r", RequestID: "id", Now: time.Now()})
 	var te *TokenError
 	if !errors.As(err, &te) || c.Assertion != "" || c.Bearer != "" {
 		t.Fatalf("got %+v, %v; want no credentials and a *TokenError", c, err)
 	}
-	c, err = s.Service("billing").Credentials(context.Background(), alice, "r", "id", time.Now())
+	c, err = s.Service("billing").Credentials(context.Background(), Call{Identity: alice, Route: "r", RequestID: "id", Now: time.Now()})
 	if err != nil || c.Assertion == "" || c.Bearer != "" || c.Header != DefaultHeader {
 		t.Fatalf("billing: got %+v, %v; want an assertion in %s only", c, err, DefaultHeader)
 	}

@@ -404,6 +404,56 @@ services:
 	}
 }
 
+// TestUpstreamTokenExchange: for each caller, the gateway exchanges the
+// caller's own token at a real OpenID Connect provider (RFC 8693) for one
+// narrowed to the backend, which verifies it with the provider's keys and
+// finds the caller as sub and the gateway as act. The exchanged token is
+// reused for the same caller token; the caller's token never reaches the
+// backend.
+func TestUpstreamTokenExchange(t *testing.T) {
+	p := startOIDCProvider(t)
+	backend := newVerifyingUpstream(t, "Authorization", p.URL, "urn:backend-api")
+	backend.setJWKS(jwksURI(t, p.URL))
+	t.Setenv("ZT_E2E_GATEWAY_SECRET", "gateway-secret")
+	g := startGateway(t, fmt.Sprintf(`listen: { address: "127.0.0.1:0" }
+admin: { address: "127.0.0.1:0" }
+identity:
+  providers:
+    - { name: real-oidc, type: oidc, issuer: %q, audiences: ["urn:orders-api"] }
+services:
+  - name: backend
+    upstream: %q
+    inject:
+      token_exchange:
+        token_url: %q
+        client_id: ztgate-gateway
+        client_secret: "${env:ZT_E2E_GATEWAY_SECRET}"
+        audience: "urn:backend-api"
+        scopes: [backend.call]
+    routes:
+      - { name: call, match: { path: "/backend/**" }, allow: { apps: [orders-client] } }
+`, p.URL, backend.URL, p.URL+"/token"))
+
+	caller := p.clientCredentials(t, "orders-client", "orders-secret", "orders.read")
+	for i := range 2 {
+		s, body, _ := do(t, "GET", fmt.Sprintf("%s/backend/%d", g.URL, i), caller, nil)
+		if s != 200 {
+			t.Fatalf("request %d: got %d %s, want 200 (the backend verified the exchanged token)", i, s, body)
+		}
+		var claims map[string]any
+		if err := json.Unmarshal(body, &claims); err != nil {
+			t.Fatal(err)
+		}
+		if claims["sub"] != "orders-client" || claims["client_id"] != "orders-client" || fmt.Sprint(claims["act"]) != "map[sub:ztgate-gateway]" {
+			t.Fatalf("exchanged token claims %v: want the caller as sub and client_id, the gateway as act", claims)
+		}
+	}
+	seen := backend.requests()
+	if len(seen) != 2 || seen[0][0] == "Bearer "+caller || seen[1][0] != seen[0][0] {
+		t.Fatalf("backend saw %d requests; want the same exchanged token twice, never the caller's", len(seen))
+	}
+}
+
 // jwksURI reads an OpenID provider's jwks_uri from its discovery document.
 func jwksURI(t *testing.T, issuer string) string {
 	t.Helper()
