@@ -127,7 +127,10 @@ func (c *TokenCache) usableUntil() time.Time {
 	return exp.Add(-min(minRemaining, exp.Sub(c.fetched)/10))
 }
 
-// refreshAt is when a background refresh starts.
+// refreshAt is when a background refresh starts. It is measured from the
+// last fetch, so a source that hands back the same token (azidentity has a
+// cache of its own) is asked again after half the time left, not on every
+// request.
 func (c *TokenCache) refreshAt() time.Time {
 	exp := c.expires()
 	return exp.Add(-min(refreshAhead, exp.Sub(c.fetched)/2))

@@ -131,6 +131,49 @@ func TestTokenReuseAndRefresh(t *testing.T) {
 	})
 }
 
+// TestTokenRefreshSameToken: a source that hands back the same token (its
+// own cache) is asked again after half the time left, not on every request.
+func TestTokenRefreshSameToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		exp := time.Now().Add(time.Hour)
+		var calls atomic.Int32
+		c := NewTokenCache("test", FetcherFunc(func(context.Context) (Token, error) {
+			calls.Add(1)
+			return Token{Value: "same", Expires: exp}, nil
+		}))
+		if _, err := c.Token(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(56 * time.Minute)
+		for range 100 {
+			if _, err := c.Token(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+		if got := calls.Load(); got != 2 {
+			t.Fatalf("100 requests in the refresh window: got %d fetches, want 2", got)
+		}
+		// The same token came back with 4m left: the next refresh is at
+		// half of that.
+		time.Sleep(2*time.Minute - time.Second)
+		c.Token(context.Background())
+		synctest.Wait()
+		if got := calls.Load(); got != 2 {
+			t.Fatalf("at 57m59s: got %d fetches, want 2", got)
+		}
+		time.Sleep(time.Second)
+		for range 10 {
+			c.Token(context.Background())
+			synctest.Wait()
+			time.Sleep(time.Second)
+		}
+		if got := calls.Load(); got != 3 {
+			t.Fatalf("58m to 58m10s: got %d fetches, want 3", got)
+		}
+	})
+}
+
 // TestTokenFailure: a failed fetch is a *TokenError naming the source; for
 // a while after it, requests fail at once instead of each fetching again.
 func TestTokenFailure(t *testing.T) {
