@@ -31,6 +31,9 @@ type Exchanger struct {
 	name string
 	c    *config.TokenExchange
 	size int
+	// OnFetch, if set before first use, learns of every exchange's
+	// outcome (nil: a token).
+	OnFetch func(err error)
 
 	mu     sync.Mutex
 	caches map[[sha256.Size]byte]*TokenCache
@@ -63,6 +66,7 @@ func (e *Exchanger) Token(ctx context.Context, subject string, subjectExpires ti
 			}
 			return t, err
 		}))
+		c.OnFetch = e.OnFetch
 		e.caches[key] = c
 	}
 	e.mu.Unlock()

@@ -32,6 +32,11 @@ const DefaultHeader = "X-Ztgate-Identity"
 type Manager struct {
 	logger *slog.Logger
 	ring   KeyRing
+	// OnFetch, if set before the first Build, learns of every upstream
+	// token fetch: the service it was first made for, the kind
+	// (client_credentials, managed_identity, token_exchange) and the
+	// outcome (nil: a token).
+	OnFetch func(service, kind string, err error)
 
 	mu         sync.Mutex
 	tokens     map[string]*TokenCache // of the active set, by source fingerprint
@@ -95,18 +100,27 @@ func (m *Manager) Build(cfg *config.Config) (*Set, error) {
 				out.audience = svc.Name
 			}
 		}
-		var fp string
+		var fp, kind string
 		var mk func() (Fetcher, error)
+		name := svc.Name
+		observe := func(err error) {
+			if m.OnFetch != nil {
+				m.OnFetch(name, kind, err)
+			}
+		}
 		switch {
 		case in.ClientCredentials != nil:
+			kind = "client_credentials"
 			cc := in.ClientCredentials
 			fp = fmt.Sprintf("cc\x00%s\x00%s\x00%s\x00%q\x00%s\x00%s\x00%s", cc.TokenURL, cc.ClientID, cc.ClientSecret, cc.Scopes, cc.Audience, cc.Resource, cc.AuthMethod)
 			mk = func() (Fetcher, error) { return NewClientCredentials(cc), nil }
 		case in.ManagedIdentity != nil:
+			kind = "managed_identity"
 			mi := in.ManagedIdentity
 			fp = "mi\x00" + mi.ClientID + "\x00" + mi.Scope
 			mk = func() (Fetcher, error) { return NewManagedIdentity(mi) }
 		case in.TokenExchange != nil:
+			kind = "token_exchange"
 			te := in.TokenExchange
 			fp = fmt.Sprintf("te\x00%s\x00%s\x00%s\x00%s\x00%q\x00%s\x00%s\x00%s\x00%d", te.Grant, te.TokenURL, te.ClientID, te.ClientSecret, te.Scopes, te.Audience, te.Resource, te.AuthMethod, te.CacheSize)
 			ex := s.exchangers[fp]
@@ -115,6 +129,7 @@ func (m *Manager) Build(cfg *config.Config) (*Set, error) {
 			}
 			if ex == nil {
 				ex = NewExchanger("token exchange for service "+svc.Name, te)
+				ex.OnFetch = observe
 			}
 			s.exchangers[fp] = ex
 			out.exchange = ex
@@ -129,7 +144,8 @@ func (m *Manager) Build(cfg *config.Config) (*Set, error) {
 				if err != nil {
 					return nil, fmt.Errorf("service %s: %w", svc.Name, err)
 				}
-				tc = NewTokenCache("service "+svc.Name, f)
+				tc = NewTokenCache(kind+" for service "+svc.Name, f)
+				tc.OnFetch = observe
 			}
 			s.tokens[fp] = tc
 			out.token = tc

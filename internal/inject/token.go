@@ -51,6 +51,9 @@ const (
 type TokenCache struct {
 	src  Fetcher
 	name string // for errors: what the token is for
+	// OnFetch, if set before first use, learns of every fetch's outcome
+	// (nil: a token), for metrics and alerts.
+	OnFetch func(err error)
 
 	mu       sync.Mutex
 	tok      Token
@@ -175,6 +178,9 @@ func (c *TokenCache) run(call *fetchCall) {
 	c.inflight = nil
 	c.mu.Unlock()
 	close(call.done)
+	if c.OnFetch != nil {
+		c.OnFetch(err)
+	}
 }
 
 // TokenError is a failure to get an upstream token. The request it was for

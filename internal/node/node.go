@@ -137,6 +137,19 @@ func Run(ctx context.Context, path string, opts Options) error {
 		return err
 	}
 	n.state.Inject = inject.NewManager(n.logger)
+	tokenFetches := promauto.With(n.reg).NewCounterVec(prometheus.CounterOpts{Name: "ztgate_upstream_token_fetches_total", Help: "Upstream tokens fetched by the gateway (inject), by service, kind and result (ok, error)."}, []string{"service", "kind", "result"})
+	n.state.Inject.OnFetch = func(service, kind string, err error) {
+		if err == nil {
+			tokenFetches.WithLabelValues(service, kind, "ok").Inc()
+			return
+		}
+		tokenFetches.WithLabelValues(service, kind, "error").Inc()
+		if te, ok := errors.AsType[*inject.TokenError](err); ok {
+			err = te.Err // the service and kind are said already
+		}
+		n.logger.Warn("upstream token not fetched; requests that need it are refused (503 upstream_token_unavailable)", "service", service, "kind", kind, "error", err)
+		n.alerts.Raise("high", "upstream_token_unavailable", fmt.Sprintf("the %s token for service %s cannot be fetched: %v", kind, service, err))
+	}
 	runCtx, stopVerifiers := context.WithCancel(context.Background())
 	defer stopVerifiers()
 	rt, err := n.build(runCtx, cfg)

@@ -402,6 +402,21 @@ services:
 	if n := len(unreached.Requests()); n != 0 {
 		t.Fatalf("the upstream of the failing service saw %d requests, want 0", n)
 	}
+
+	// One fetch served the three backend requests; the failure is counted
+	// and raised as an alert.
+	_, metrics, _ := do(t, "GET", g.Admin+"/metrics", "", nil)
+	for _, want := range []string{
+		`ztgate_upstream_token_fetches_total{kind="client_credentials",result="ok",service="backend"} 1`,
+		`ztgate_upstream_token_fetches_total{kind="client_credentials",result="error",service="broken"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if !strings.Contains(g.Logs.String(), `"alert":"upstream_token_unavailable"`) {
+		t.Errorf("no upstream_token_unavailable alert in the logs")
+	}
 }
 
 // TestUpstreamTokenExchange: for each caller, the gateway exchanges the
