@@ -100,7 +100,7 @@ func (m *Manager) Build(cfg *config.Config) (*Set, error) {
 				out.audience = svc.Name
 			}
 		}
-		var fp, kind string
+		var fp, kind string // fp: the source's whole configuration
 		var mk func() (Fetcher, error)
 		name := svc.Name
 		observe := func(err error) {
@@ -112,17 +112,17 @@ func (m *Manager) Build(cfg *config.Config) (*Set, error) {
 		case in.ClientCredentials != nil:
 			kind = "client_credentials"
 			cc := in.ClientCredentials
-			fp = fmt.Sprintf("cc\x00%s\x00%s\x00%s\x00%q\x00%s\x00%s\x00%s", cc.TokenURL, cc.ClientID, cc.ClientSecret, cc.Scopes, cc.Audience, cc.Resource, cc.AuthMethod)
+			fp = fmt.Sprintf("%#v", *cc)
 			mk = func() (Fetcher, error) { return NewClientCredentials(cc), nil }
 		case in.ManagedIdentity != nil:
 			kind = "managed_identity"
 			mi := in.ManagedIdentity
-			fp = "mi\x00" + mi.ClientID + "\x00" + mi.Scope
+			fp = fmt.Sprintf("%#v", *mi)
 			mk = func() (Fetcher, error) { return NewManagedIdentity(mi) }
 		case in.TokenExchange != nil:
 			kind = "token_exchange"
 			te := in.TokenExchange
-			fp = fmt.Sprintf("te\x00%s\x00%s\x00%s\x00%s\x00%q\x00%s\x00%s\x00%s\x00%d", te.Grant, te.TokenURL, te.ClientID, te.ClientSecret, te.Scopes, te.Audience, te.Resource, te.AuthMethod, te.CacheSize)
+			fp = fmt.Sprintf("%#v", *te)
 			ex := s.exchangers[fp]
 			if ex == nil {
 				ex = m.exchangers[fp]
