@@ -28,6 +28,9 @@ type Config struct {
 	Detection Detection `yaml:"detection" doc:"Real-time detection over the audit stream (needs a store): rules, and what each does when it fires."`
 	Services  []Service `yaml:"services" doc:"The protected services, each with one upstream and its routes."`
 
+	// Assertion signs the identity assertions of inject.identity_assertion.
+	Assertion *Assertion `yaml:"assertion" doc:"How the gateway signs identity assertions for services with inject.identity_assertion; the public keys are served at GET /.well-known/jwks.json on the data plane listener."`
+
 	// File is the path the configuration was loaded from.
 	File string `yaml:"-"`
 	// Hash identifies this configuration's content (the policy version).
@@ -279,7 +282,7 @@ type Service struct {
 	CORS                 *CORS        `yaml:"cors" doc:"Cross-origin resource sharing for browsers; preflights are answered at the gateway."`
 	Quota                *Quota       `yaml:"quota" doc:"A volume quota every request to the service counts against."`
 	RequireClientCert    bool         `yaml:"require_client_cert" doc:"Every route of the service needs a verified client certificate (identity.mtls), even when a bearer token is the caller; without one: 401 cert_missing."`
-	Inject               *Inject      `yaml:"inject" unsupported:"true" doc:"Credentials injected into upstream requests."`
+	Inject               *Inject      `yaml:"inject" doc:"Credentials injected into upstream requests."`
 	Routes               []Route      `yaml:"routes" required:"true" doc:"Routes; a request matching none is denied (404 no_route)."`
 }
 
@@ -302,8 +305,66 @@ type Timeouts struct {
 
 // Inject configures upstream credentials.
 type Inject struct {
-	Headers           map[string]string `yaml:"headers" doc:"Headers set on upstream requests."`
-	IdentityAssertion bool              `yaml:"identity_assertion" doc:"Add a signed identity assertion."`
+	Headers           map[string]string `yaml:"headers" unsupported:"true" doc:"Headers set on upstream requests."`
+	IdentityAssertion bool              `yaml:"identity_assertion" doc:"Add a signed identity assertion (a short-lived ES256 JWT about the caller, see assertion) to every upstream request."`
+	// AssertionAudience is the aud of the service's assertions.
+	AssertionAudience string `yaml:"assertion_audience" doc:"aud of the service's identity assertions (default: the service name). The upstream accepts only its own audience, so an assertion cannot be replayed to another service."`
+	// ClientCredentials mints the upstream's bearer token with the OAuth 2.0
+	// client credentials grant.
+	ClientCredentials *ClientCredentials `yaml:"client_credentials" doc:"Send the upstream an access token the gateway gets for itself with the OAuth 2.0 client credentials grant, as Authorization: Bearer."`
+	// ManagedIdentity mints the upstream's bearer token from the Azure
+	// managed identity of the host the gateway runs on.
+	ManagedIdentity *ManagedIdentity `yaml:"managed_identity" doc:"Send the upstream an access token of the gateway's Azure managed identity, as Authorization: Bearer."`
+	// TokenExchange exchanges the caller's token for one narrowed to the
+	// upstream (RFC 8693, or Entra ID's on-behalf-of flow).
+	TokenExchange *TokenExchange `yaml:"token_exchange" doc:"Send the upstream a token for the caller, narrowed to it, that the gateway exchanges the caller's own token for (RFC 8693 token exchange, or Microsoft Entra ID's on-behalf-of flow), as Authorization: Bearer."`
+}
+
+// Assertion configures the identity assertions the gateway signs.
+type Assertion struct {
+	Issuer          string         `yaml:"issuer" required:"true" doc:"iss of every assertion, the name upstreams check, e.g. https://gateway.example.com."`
+	Header          string         `yaml:"header" default:"X-Ztgate-Identity" doc:"Request header that carries the assertion to upstreams. A client's copies of it are removed on every service."`
+	TTL             Duration       `yaml:"ttl" default:"60s" doc:"Lifetime of an assertion (never past the expiry of the caller's own token)."`
+	Keys            []AssertionKey `yaml:"keys" doc:"ES256 (P-256) private keys, newest first: the first signs, the others are only published (a next key announced ahead, or a previous one kept verifiable). Empty: a key is generated once and kept in ztgate-assertion-key.pem beside this file (mode 0600)."`
+	RotationOverlap Duration       `yaml:"rotation_overlap" default:"15m" doc:"When a reload removes a key (a new key signs), how long the removed key stays published; at least ttl."`
+}
+
+// AssertionKey is one assertion key: a PEM file or PEM text.
+type AssertionKey struct {
+	File string `yaml:"file" doc:"PEM file of the private key (SEC 1 or PKCS #8), relative to this configuration file."`
+	PEM  string `yaml:"pem" secret:"true" doc:"The private key's PEM text, from a ${secret:...} or ${env:...} reference."`
+}
+
+// ClientCredentials configures a token from the OAuth 2.0 client credentials
+// grant (RFC 6749 §4.4).
+type ClientCredentials struct {
+	TokenURL     string   `yaml:"token_url" required:"true" doc:"The token endpoint, e.g. https://login.microsoftonline.com/TENANT/oauth2/v2.0/token (https; http only on loopback)."`
+	ClientID     string   `yaml:"client_id" required:"true" doc:"The gateway's client id at the token endpoint."`
+	ClientSecret string   `yaml:"client_secret" required:"true" secret:"true" doc:"The client secret, from a ${secret:...} or ${env:...} reference."`
+	Scopes       []string `yaml:"scopes" doc:"Scopes requested, e.g. [api://orders/.default]."`
+	Audience     string   `yaml:"audience" doc:"Sent as the audience parameter (Auth0, Okta and others)."`
+	Resource     string   `yaml:"resource" doc:"Sent as the resource parameter (RFC 8707 resource indicators)."`
+	AuthMethod   string   `yaml:"auth_method" enum:"basic,post" default:"basic" doc:"How the gateway authenticates to the token endpoint: basic (HTTP Basic, client_secret_basic) or post (in the form, client_secret_post)."`
+}
+
+// TokenExchange configures a token exchanged for the caller's (RFC 8693
+// §2.1, or Entra ID's on-behalf-of flow).
+type TokenExchange struct {
+	Grant        string   `yaml:"grant" enum:"token_exchange,on_behalf_of" default:"token_exchange" doc:"token_exchange: RFC 8693 (subject_token, the caller's access token); on_behalf_of: Microsoft Entra ID (the jwt-bearer grant with requested_token_use=on_behalf_of)."`
+	TokenURL     string   `yaml:"token_url" required:"true" doc:"The token endpoint (https; http only on loopback)."`
+	ClientID     string   `yaml:"client_id" required:"true" doc:"The gateway's client id at the token endpoint."`
+	ClientSecret string   `yaml:"client_secret" required:"true" secret:"true" doc:"The client secret, from a ${secret:...} or ${env:...} reference."`
+	Scopes       []string `yaml:"scopes" doc:"Scopes requested for the upstream, e.g. [api://orders/.default] (required for on_behalf_of)."`
+	Audience     string   `yaml:"audience" doc:"Sent as the audience parameter: the upstream's name at the token endpoint."`
+	Resource     string   `yaml:"resource" doc:"Sent as the resource parameter: the upstream's URI."`
+	AuthMethod   string   `yaml:"auth_method" enum:"basic,post" default:"basic" doc:"How the gateway authenticates to the token endpoint: basic (client_secret_basic) or post (client_secret_post)."`
+	CacheSize    int      `yaml:"cache_size" default:"10000" doc:"Exchanged tokens kept, one per caller token, each until shortly before it or the caller's token expires."`
+}
+
+// ManagedIdentity configures a token of the host's Azure managed identity.
+type ManagedIdentity struct {
+	ClientID string `yaml:"client_id" doc:"Client id of a user-assigned managed identity. Absent: the system-assigned identity."`
+	Scope    string `yaml:"scope" required:"true" doc:"The scope requested, e.g. api://orders/.default or https://storage.azure.com/.default."`
 }
 
 // Route is one rule for a set of requests to a service.

@@ -101,6 +101,12 @@ func withMTLS(from, to string) string {
 	return strings.Replace(c, from, to, 1)
 }
 
+// withInject is base with the service's inject set to the flow mapping
+// body in (line 8).
+func withInject(in string) string {
+	return strings.Replace(base, "    routes:", "    inject: { "+in+" }\n    routes:", 1)
+}
+
 func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -187,6 +193,39 @@ func TestLoadErrors(t *testing.T) {
 		{"service require_client_cert without mtls", strings.Replace(base, "    routes:", "    require_client_cert: true\n    routes:", 1), []string{"services[0].require_client_cert: require_client_cert needs identity.mtls"}},
 		{"route require_client_cert", withMTLS("", "") + "        require_client_cert: true\n", nil},
 		{"client_auth with mtls needs no client CA", withMTLS("client_auth: optional", "client_auth: require"), nil},
+
+		// Upstream credentials (inject) and the assertion signer.
+		{"assertion valid", withInject("identity_assertion: true, assertion_audience: api://orders") + "assertion: { issuer: https://gw.example, keys: [ { file: a.pem }, { pem: \"${env:ZT_TEST_SUBJECT}\" } ] }\n", nil},
+		{"assertion generated key", withInject("identity_assertion: true") + "assertion: { issuer: \"urn:ztgate:prod\" }\n", nil},
+		{"assertion without the section", withInject("identity_assertion: true"), []string{"x.yaml:8:35: services[0].inject.identity_assertion: identity assertions need the top-level assertion section"}},
+		{"assertion without issuer", withInject("identity_assertion: true") + "assertion: { ttl: 30s }\n", []string{"x.yaml:13:12: assertion: missing required key \"issuer\""}},
+		{"assertion bad issuer", withInject("identity_assertion: true") + "assertion: { issuer: gateway }\n", []string{"assertion.issuer: bad issuer \"gateway\""}},
+		{"assertion reserved header", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, header: authorization }\n", []string{"assertion.header: header \"authorization\" is reserved"}},
+		{"assertion forwarded header", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, header: X-Forwarded-User }\n", []string{"assertion.header: header \"X-Forwarded-User\" is reserved"}},
+		{"assertion bad header", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, header: \"X Id\" }\n", []string{"assertion.header: bad header name"}},
+		{"assertion long ttl", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, ttl: 1h }\n", []string{"assertion.ttl: must be between 5s and 10m"}},
+		{"assertion overlap shorter than ttl", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, ttl: 5m, rotation_overlap: 1m }\n", []string{"assertion.rotation_overlap: must be between ttl (5m0s) and 30d"}},
+		{"assertion key file and pem", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, keys: [ { file: a.pem, pem: \"${env:ZT_TEST_SUBJECT}\" } ] }\n", []string{"assertion.keys[0]: set exactly one of file and pem"}},
+		{"assertion inline pem", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, keys: [ { pem: \"-----BEGIN PRIVATE KEY-----\" } ] }\n", []string{"assertion.keys[0].pem: write a ${secret:PROVIDER/NAME} or ${env:NAME} reference here, not the secret itself"}},
+		{"audience without assertion", withInject("assertion_audience: x"), []string{"services[0].inject.assertion_audience: assertion_audience without identity_assertion"}},
+		{"headers not supported yet", withInject("headers: { x-key: v }"), []string{"services[0].inject.headers: \"headers\" is part of the configuration contract but not supported"}},
+		{"client credentials valid", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\", scopes: [api://orders/.default], resource: \"urn:orders\" }"), nil},
+		{"client credentials inline secret", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: hunter2 }"), []string{"x.yaml:8:109: services[0].inject.client_credentials.client_secret: write a ${secret:PROVIDER/NAME} or ${env:NAME} reference here"}},
+		{"client credentials empty secret", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}\" }"), []string{"client_credentials.client_secret: the reference resolved to an empty secret"}},
+		{"client credentials http token url", withInject("client_credentials: { token_url: \"http://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}x\" }"), []string{"client_credentials.token_url: \"http://login.example/token\" must use https"}},
+		{"client credentials missing client_id", withInject("client_credentials: { token_url: \"https://login.example/token\", client_secret: \"${env:EMPTY}x\" }"), []string{"services[0].inject.client_credentials: missing required key \"client_id\""}},
+		{"client credentials bad scope", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}x\", scopes: [\"a b\"] }"), []string{"client_credentials.scopes[0]: bad scope \"a b\""}},
+		{"client credentials bad auth method", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}x\", auth_method: jwt }"), []string{"client_credentials.auth_method: \"jwt\" is not one of: basic, post"}},
+		{"managed identity valid", withInject("managed_identity: { client_id: 6f1d4c9e-0000-0000-0000-000000000000, scope: api://orders/.default }"), nil},
+		{"managed identity bad client_id", withInject("managed_identity: { client_id: me, scope: api://orders/.default }"), []string{"managed_identity.client_id: bad client_id \"me\""}},
+		{"managed identity without scope", withInject("managed_identity: { }"), []string{"services[0].inject.managed_identity: missing required key \"scope\""}},
+		{"two upstream tokens", withInject("managed_identity: { scope: a }, client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}x\" }"), []string{"services[0].inject.managed_identity: client_credentials and managed_identity each set"}},
+		{"token exchange valid", withInject("token_exchange: { token_url: \"https://sts.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\", audience: orders-backend }"), nil},
+		{"token exchange unnarrowed", withInject("token_exchange: { token_url: \"https://sts.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\" }"), []string{"services[0].inject.token_exchange: say what the token is for"}},
+		{"on behalf of without scopes", withInject("token_exchange: { grant: on_behalf_of, token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\", resource: x }"), []string{"services[0].inject.token_exchange.scopes: on_behalf_of needs the scopes"}},
+		{"token exchange and client credentials", withInject("token_exchange: { token_url: \"https://sts.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\", audience: a }, client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}x\" }"), []string{"services[0].inject.token_exchange: client_credentials and token_exchange each set"}},
+		{"token exchange cache size", withInject("token_exchange: { token_url: \"https://sts.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\", audience: a, cache_size: 0 }"), []string{"token_exchange.cache_size: must be between 1 and 1000000"}},
+		{"upstream token and forward_authorization", strings.Replace(withInject("managed_identity: { scope: a }"), "    routes:", "    forward_authorization: true\n    routes:", 1), []string{"services[0].inject: an injected upstream token replaces the caller's Authorization header"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -406,7 +445,7 @@ func TestSchemaCoversEverySupportedKey(t *testing.T) {
 			t.Errorf("reference lacks %s", k)
 		}
 	}
-	for _, k := range []string{"dlp", "inject", "api_keys"} {
+	for _, k := range []string{"dlp", "inject.headers", "api_keys"} {
 		if strings.Contains(ref, k) {
 			t.Errorf("reference documents unsupported key %s", k)
 		}

@@ -97,6 +97,7 @@ func (c *Config) Validate() error {
 	if c.State.MaxKeys < 1024 {
 		v.errorf("state.max_keys", "must be at least 1024")
 	}
+	v.assertion()
 	v.services()
 	if len(v.errs) == 0 {
 		return nil
@@ -388,6 +389,9 @@ func (v *validator) services() {
 		}
 		v.rateLimit(path+".rate_limit", s.RateLimit)
 		v.quota(path+".quota", s.Quota)
+		if s.Inject != nil {
+			v.inject(path+".inject", s)
+		}
 		if c := s.CORS; c != nil {
 			for j, o := range c.AllowedOrigins {
 				op := fmt.Sprintf("%s.cors.allowed_origins[%d]", path, j)
@@ -484,6 +488,120 @@ func (v *validator) services() {
 			return
 		}
 		v.errorf("services", "%v", err)
+	}
+}
+
+var headerNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
+
+// reservedHeaders may not carry an assertion: the transport, the caller's
+// credentials or the gateway's own headers use them.
+var reservedHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "Host", "Content-Length", "Content-Type",
+	"Content-Encoding", "Transfer-Encoding", "Connection", "Keep-Alive", "Te", "Trailer", "Upgrade", "Forwarded",
+	"X-Request-Id", "X-Client-Request-Id", "X-Real-Ip"}
+
+func (v *validator) assertion() {
+	a := v.c.Assertion
+	if a == nil {
+		return
+	}
+	if u, err := url.Parse(a.Issuer); err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque == "") {
+		v.errorf("assertion.issuer", "bad issuer %q: want a URL such as https://gateway.example.com, or a URN", a.Issuer)
+	}
+	canon := strings.ToLower(a.Header)
+	switch {
+	case !headerNameRE.MatchString(a.Header):
+		v.errorf("assertion.header", "bad header name %q: letters, digits and '-' only", a.Header)
+	case slices.ContainsFunc(reservedHeaders, func(h string) bool { return strings.ToLower(h) == canon }), strings.HasPrefix(canon, "x-forwarded-"):
+		v.errorf("assertion.header", "header %q is reserved; name one of the gateway's own, e.g. X-Ztgate-Identity", a.Header)
+	}
+	if a.TTL.D() < 5*time.Second || a.TTL.D() > 10*time.Minute {
+		v.errorf("assertion.ttl", "must be between 5s and 10m: an assertion is for one request")
+	}
+	if a.RotationOverlap < a.TTL || a.RotationOverlap.D() > 30*24*time.Hour {
+		v.errorf("assertion.rotation_overlap", "must be between ttl (%s) and 30d: an assertion signed by a removed key must stay verifiable until it expires", a.TTL.D())
+	}
+	files := map[string]bool{}
+	for i, k := range a.Keys {
+		kp := fmt.Sprintf("assertion.keys[%d]", i)
+		switch {
+		case (k.File == "") == (k.PEM == ""):
+			v.errorf(kp, "set exactly one of file and pem")
+		case k.File != "" && files[k.File]:
+			v.errorf(kp+".file", "key file %q listed twice", k.File)
+		}
+		files[k.File] = true
+	}
+}
+
+func (v *validator) inject(path string, s Service) {
+	in := s.Inject
+	if in.IdentityAssertion && v.c.Assertion == nil {
+		v.errorf(path+".identity_assertion", "identity assertions need the top-level assertion section (at least assertion.issuer, the iss upstreams check)")
+	}
+	if in.AssertionAudience != "" && !in.IdentityAssertion {
+		v.errorf(path+".assertion_audience", "assertion_audience without identity_assertion: true has no effect")
+	}
+	cc, mi, te := in.ClientCredentials, in.ManagedIdentity, in.TokenExchange
+	var tokens []string
+	for _, t := range []struct {
+		key string
+		set bool
+	}{{"client_credentials", cc != nil}, {"managed_identity", mi != nil}, {"token_exchange", te != nil}} {
+		if t.set {
+			tokens = append(tokens, t.key)
+		}
+	}
+	if len(tokens) > 1 {
+		v.errorf(path+"."+tokens[1], "%s each set the upstream's Authorization header; choose one", strings.Join(tokens, " and "))
+	}
+	if len(tokens) > 0 && s.ForwardAuthorization {
+		v.errorf(path, "an injected upstream token replaces the caller's Authorization header; remove forward_authorization")
+	}
+	if te != nil {
+		tp := path + ".token_exchange"
+		v.secureURL(tp+".token_url", te.TokenURL)
+		if te.ClientID == "" {
+			v.errorf(tp+".client_id", "empty client_id")
+		}
+		if te.ClientSecret == "" {
+			v.errorf(tp+".client_secret", "the reference resolved to an empty secret")
+		}
+		for i, sc := range te.Scopes {
+			if sc == "" || strings.ContainsAny(sc, " \t\n") {
+				v.errorf(fmt.Sprintf("%s.scopes[%d]", tp, i), "bad scope %q: one scope per entry, no spaces", sc)
+			}
+		}
+		if te.Grant == "on_behalf_of" && len(te.Scopes) == 0 {
+			v.errorf(tp+".scopes", "on_behalf_of needs the scopes of the upstream, e.g. [api://orders/.default]")
+		}
+		if te.Grant == "token_exchange" && len(te.Scopes) == 0 && te.Audience == "" && te.Resource == "" {
+			v.errorf(tp, "say what the token is for: audience, resource or scopes; without them the caller's token would come back unnarrowed")
+		}
+		if te.CacheSize < 1 || te.CacheSize > 1_000_000 {
+			v.errorf(tp+".cache_size", "must be between 1 and 1000000")
+		}
+	}
+	if cc != nil {
+		v.secureURL(path+".client_credentials.token_url", cc.TokenURL)
+		if cc.ClientID == "" {
+			v.errorf(path+".client_credentials.client_id", "empty client_id")
+		}
+		if cc.ClientSecret == "" {
+			v.errorf(path+".client_credentials.client_secret", "the reference resolved to an empty secret")
+		}
+		for i, sc := range cc.Scopes {
+			if sc == "" || strings.ContainsAny(sc, " \t\n") {
+				v.errorf(fmt.Sprintf("%s.client_credentials.scopes[%d]", path, i), "bad scope %q: one scope per entry, no spaces", sc)
+			}
+		}
+	}
+	if mi != nil {
+		if mi.ClientID != "" && !guidRE.MatchString(mi.ClientID) {
+			v.errorf(path+".managed_identity.client_id", "bad client_id %q: want the managed identity's client id, a GUID", mi.ClientID)
+		}
+		if mi.Scope == "" || strings.ContainsAny(mi.Scope, " \t\n") {
+			v.errorf(path+".managed_identity.scope", "bad scope %q: want one scope, e.g. api://orders/.default", mi.Scope)
+		}
 	}
 }
 

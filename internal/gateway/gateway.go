@@ -29,6 +29,7 @@ import (
 	"github.com/ztgate/ztgate/internal/geo"
 	"github.com/ztgate/ztgate/internal/guard"
 	"github.com/ztgate/ztgate/internal/identity"
+	"github.com/ztgate/ztgate/internal/inject"
 	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/route"
@@ -46,6 +47,7 @@ type Runtime struct {
 	limits    limits.Store
 	quotas    limits.QuotaStore
 	detect    *detect.State
+	inject    *inject.Set
 }
 
 type entry struct {
@@ -60,6 +62,7 @@ type entry struct {
 	// requireCert: the request needs a verified client certificate even
 	// when a bearer token is the caller (require_client_cert).
 	requireCert bool
+	inject      *inject.Service // nil: nothing injected
 }
 
 // State is what outlives runtimes, so a reload keeps the counts.
@@ -69,11 +72,22 @@ type State struct {
 	// Detect holds the blocks and raised risk the detector sets (nil:
 	// no detection).
 	Detect *detect.State
+	// Inject keeps the published assertion keys and the upstream token
+	// caches; nil: a manager of the runtime's own.
+	Inject *inject.Manager
 }
 
 // Build compiles cfg into a Runtime. It does no network I/O.
 func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slog.Logger) (*Runtime, error) {
 	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas, detect: state.Detect}
+	if state.Inject == nil {
+		state.Inject = inject.NewManager(logger)
+	}
+	set, err := state.Inject.Build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt.inject = set
 	if path := cfg.Policy.GeoIPDatabase; path != "" {
 		db, err := geo.Open(path)
 		if err != nil {
@@ -84,7 +98,7 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 	policies := make([][]*entry, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
-		up, err := newUpstream(s, logger)
+		up, err := newUpstream(s, set.Header(), logger)
 		if err != nil {
 			rt.Close()
 			return nil, err
@@ -97,7 +111,7 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 				rt.Close()
 				return nil, err
 			}
-			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS), requireCert: s.RequireClientCert || r.RequireClientCert}
+			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS), requireCert: s.RequireClientCert || r.RequireClientCert, inject: set.Service(s.Name)}
 			for _, q := range []*quota{compileQuota("qs:"+s.Name, s.Quota), compileQuota("qr:"+s.Name+"/"+r.Name, r.Quota)} {
 				if q != nil {
 					e.quotas = append(e.quotas, q)
@@ -162,12 +176,17 @@ type Gateway struct {
 // event is durable before its response starts, or the request is refused.
 func New(rt *Runtime, logger *slog.Logger, m *Metrics, p *audit.Pipeline, wait time.Duration) *Gateway {
 	g := &Gateway{logger: logger, metrics: m, audit: p, auditWait: wait}
+	rt.inject.Activate()
 	g.rt.Store(rt)
 	return g
 }
 
-// Swap installs rt and returns the runtime it replaces.
-func (g *Gateway) Swap(rt *Runtime) *Runtime { return g.rt.Swap(rt) }
+// Swap installs rt and returns the runtime it replaces. The runtime's
+// assertion keys are published before it serves.
+func (g *Gateway) Swap(rt *Runtime) *Runtime {
+	rt.inject.Activate()
+	return g.rt.Swap(rt)
+}
 
 // Runtime returns the runtime now serving.
 func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
@@ -179,6 +198,7 @@ type reqState struct {
 	path            string // normalised, escaped
 	err             *httpError
 	decision        policy.Decision
+	creds           inject.Credentials // set on the upstream request
 	audited         bool
 	commit          func(status int, reason string) error // audit before answering
 }
@@ -232,6 +252,11 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rt := g.rt.Load()
+	if isJWKSRequest(r) && rt.inject.Keys().JWKS() != nil {
+		// The assertion keys: public, for upstreams; never routed.
+		rt.inject.Keys().ServeHTTP(w, r)
+		return
+	}
 	st := &reqState{requestID: newRequestID()}
 	if c := r.Header.Get(headerRequestID); validClientRequestID(c) {
 		st.clientRequestID = c
@@ -469,6 +494,22 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		// and the upstream must not act on a request with no record.
 		return auditError(errors.New("the audit store is failing; refused before the upstream"))
 	}
+	if e.inject != nil {
+		call := inject.Call{Identity: id, Route: e.route, RequestID: st.requestID, Now: start}
+		if e.inject.NeedsCallerToken() {
+			call.Subject, _ = authn.BearerToken(r) // verified above
+		}
+		creds, err := e.inject.Credentials(r.Context(), call)
+		if err != nil {
+			ev.decision = "error"
+			var te *inject.TokenError
+			if errors.As(err, &te) {
+				return &httpError{Code: http.StatusServiceUnavailable, Reason: inject.ReasonTokenUnavailable, Public: "the gateway could not get a credential for the upstream", Err: err}
+			}
+			return &httpError{Code: http.StatusInternalServerError, Reason: ReasonInternal, Public: "internal error", Err: err}
+		}
+		st.creds = creds
+	}
 	ev.decision = "allow"
 	if d.WouldDeny {
 		ev.decision = "would_deny"
@@ -550,6 +591,12 @@ func headerBytes(r *http.Request) int {
 		}
 	}
 	return n
+}
+
+// isJWKSRequest reports whether r asks for the assertion keys.
+func isJWKSRequest(r *http.Request) bool {
+	p, _, _ := strings.Cut(r.RequestURI, "?")
+	return p == inject.JWKSPath
 }
 
 func isUpgrade(r *http.Request) bool {

@@ -38,6 +38,7 @@ import (
 	"github.com/ztgate/ztgate/internal/explain"
 	"github.com/ztgate/ztgate/internal/gateway"
 	"github.com/ztgate/ztgate/internal/guard"
+	"github.com/ztgate/ztgate/internal/inject"
 	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/msgraph"
 	"github.com/ztgate/ztgate/internal/policy"
@@ -59,6 +60,9 @@ func LoadConfig(path string) (*config.Config, error) {
 		return nil, err
 	}
 	if err := authn.ValidateConfig(cfg); err != nil {
+		return nil, err
+	}
+	if err := inject.ValidateConfig(cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -143,6 +147,20 @@ func Run(ctx context.Context, path string, opts Options) error {
 	n.state, err = newState(cfg.State, st, n.reg, n.logger, n.alerts)
 	if err != nil {
 		return err
+	}
+	n.state.Inject = inject.NewManager(n.logger)
+	tokenFetches := promauto.With(n.reg).NewCounterVec(prometheus.CounterOpts{Name: "ztgate_upstream_token_fetches_total", Help: "Upstream tokens fetched by the gateway (inject), by service, kind and result (ok, error)."}, []string{"service", "kind", "result"})
+	n.state.Inject.OnFetch = func(service, kind string, err error) {
+		if err == nil {
+			tokenFetches.WithLabelValues(service, kind, "ok").Inc()
+			return
+		}
+		tokenFetches.WithLabelValues(service, kind, "error").Inc()
+		if te, ok := errors.AsType[*inject.TokenError](err); ok {
+			err = te.Err // the service and kind are said already
+		}
+		n.logger.Warn("upstream token not fetched; requests that need it are refused (503 upstream_token_unavailable)", "service", service, "kind", kind, "error", err)
+		n.alerts.Raise("high", "upstream_token_unavailable", fmt.Sprintf("the %s token for service %s cannot be fetched: %v", kind, service, err))
 	}
 	runCtx, stopVerifiers := context.WithCancel(context.Background())
 	defer stopVerifiers()
@@ -314,6 +332,9 @@ func (n *Node) load() (*config.Config, [32]byte, error) {
 		return nil, sum, err
 	}
 	if err := authn.ValidateConfig(cfg); err != nil {
+		return nil, sum, err
+	}
+	if err := inject.ValidateConfig(cfg); err != nil {
 		return nil, sum, err
 	}
 	return cfg, sum, nil
