@@ -4,7 +4,8 @@
 // added, never renamed. Decoding is strict: an unknown key, a wrong type or a bad
 // value is an error naming file:line:column and the key path. References of the
 // form ${env:NAME} and ${secret:PROVIDER/NAME} may stand in any string value and
-// are resolved at load.
+// are resolved at load, except in the values of Template type (injected
+// credentials), whose secret references are resolved at each use.
 package config
 
 import "time"
@@ -122,9 +123,11 @@ type Audit struct {
 	Retention     Duration `yaml:"retention" doc:"Remove audit events older than this (checked hourly), e.g. 365d; the chain stays verifiable from a keyed checkpoint. Absent or 0: keep every event."`
 }
 
-// Secrets configures secret providers.
+// Secrets configures secret providers and how long their values are kept.
 type Secrets struct {
 	Providers []SecretProvider `yaml:"providers" doc:"Named secret providers."`
+	TTL       Duration         `yaml:"ttl" default:"5m" doc:"How long a secret that injected credentials use is kept before it is read again in the background; a reference without a version picks up a rotation within this time, without a restart."`
+	MaxStale  Duration         `yaml:"max_stale" default:"1h" doc:"While reads fail, the last value read serves until it is this old; then the routes that inject it fail closed (503 secret_unavailable) and nothing reaches their upstream. At least twice ttl."`
 }
 
 // SecretProvider is one named source of secrets.
@@ -133,7 +136,44 @@ type SecretProvider struct {
 	Type     string `yaml:"type" required:"true" enum:"env,file,azure_keyvault" doc:"env: environment variables; file: one file per secret in a directory; azure_keyvault: Azure Key Vault."`
 	Prefix   string `yaml:"prefix" doc:"env: prefix added to the secret name to form the variable name."`
 	Dir      string `yaml:"dir" doc:"file: directory holding one file per secret (trailing newline trimmed)."`
-	VaultURL string `yaml:"vault_url" doc:"azure_keyvault: the vault URL."`
+	VaultURL string `yaml:"vault_url" doc:"azure_keyvault: the vault URL, https://NAME.vault.azure.net/ (or a sovereign cloud's vault domain)."`
+	// Credential and the keys below it are for azure_keyvault.
+	Credential          string   `yaml:"credential" enum:"managed_identity,workload_identity,client_secret,client_certificate" doc:"azure_keyvault: how the gateway signs in to Microsoft Entra ID (default managed_identity). workload_identity: a federated token file (AKS); client_secret and client_certificate: an app registration."`
+	Tenant              string   `yaml:"tenant" doc:"azure_keyvault: tenant id of the app registration (client_secret, client_certificate; workload_identity defaults to AZURE_TENANT_ID)."`
+	ClientID            string   `yaml:"client_id" doc:"azure_keyvault: application (client) id: of a user-assigned managed identity (absent: system-assigned), of the workload identity (default AZURE_CLIENT_ID), or of the app registration."`
+	ClientSecret        Template `yaml:"client_secret" doc:"azure_keyvault client_secret: the app's secret, as a ${secret:...} reference to an env or file provider or an ${env:...} reference; read at load."`
+	CertificateFile     string   `yaml:"certificate_file" doc:"azure_keyvault client_certificate: PEM or PKCS#12 file holding the certificate and its private key; read at load."`
+	CertificatePassword Template `yaml:"certificate_password" doc:"azure_keyvault client_certificate: password of a PKCS#12 file, as a reference like client_secret."`
+	TokenFile           string   `yaml:"token_file" doc:"azure_keyvault workload_identity: the federated token file (default AZURE_FEDERATED_TOKEN_FILE)."`
+	AuthorityHost       string   `yaml:"authority_host" doc:"azure_keyvault: the Entra sign-in URL (default https://login.microsoftonline.com), e.g. https://login.microsoftonline.us."`
+	TTL                 Duration `yaml:"ttl" doc:"This provider's secrets.ttl."`
+	MaxStale            Duration `yaml:"max_stale" doc:"This provider's secrets.max_stale."`
+}
+
+// EffectiveTTL is the provider's ttl, or the gateway-wide one.
+func (s *Secrets) EffectiveTTL(p *SecretProvider) Duration {
+	if p.TTL > 0 {
+		return p.TTL
+	}
+	return s.TTL
+}
+
+// EffectiveMaxStale is the provider's max_stale, or the gateway-wide one.
+func (s *Secrets) EffectiveMaxStale(p *SecretProvider) Duration {
+	if p.MaxStale > 0 {
+		return p.MaxStale
+	}
+	return s.MaxStale
+}
+
+// Provider returns the secret provider named name, or nil.
+func (s *Secrets) Provider(name string) *SecretProvider {
+	for i := range s.Providers {
+		if s.Providers[i].Name == name {
+			return &s.Providers[i]
+		}
+	}
+	return nil
 }
 
 // Policy holds gateway-wide policy defaults.
@@ -159,7 +199,7 @@ type Service struct {
 	RateLimit            *RateLimit   `yaml:"rate_limit" doc:"A limit every request to the service counts against."`
 	CORS                 *CORS        `yaml:"cors" doc:"Cross-origin resource sharing for browsers; preflights are answered at the gateway."`
 	Quota                *Quota       `yaml:"quota" doc:"A volume quota every request to the service counts against."`
-	Inject               *Inject      `yaml:"inject" unsupported:"true" doc:"Credentials injected into upstream requests."`
+	Inject               *Inject      `yaml:"inject" doc:"Credentials injected into every upstream request of the service."`
 	Routes               []Route      `yaml:"routes" required:"true" doc:"Routes; a request matching none is denied (404 no_route)."`
 }
 
@@ -180,10 +220,20 @@ type Timeouts struct {
 	Overall        Duration `yaml:"overall" default:"60s" doc:"The whole exchange, body included (WebSocket upgrades excepted)."`
 }
 
-// Inject configures upstream credentials.
+// Inject configures upstream credentials. Values may hold ${secret:...}
+// references, resolved per request from the secret cache; a client's own
+// copies of injected headers and query parameters are removed, never merged.
 type Inject struct {
-	Headers           map[string]string `yaml:"headers" doc:"Headers set on upstream requests."`
-	IdentityAssertion bool              `yaml:"identity_assertion" doc:"Add a signed identity assertion."`
+	Headers           map[string]Template `yaml:"headers" doc:"Headers set on upstream requests, e.g. x-functions-key: \"${secret:kv/orders-function-key}\"; a client's headers of these names are removed."`
+	IdentityAssertion bool                `yaml:"identity_assertion" unsupported:"true" doc:"Add a signed identity assertion."`
+	Query             map[string]Template `yaml:"query" doc:"Query parameters set on upstream requests, e.g. code: \"${secret:kv/orders-function-key}\"; a client's parameters of these names (in any case) are removed."`
+	BasicAuth         *BasicAuth          `yaml:"basic_auth" doc:"HTTP Basic credentials sent as the upstream Authorization header."`
+}
+
+// BasicAuth is a user name and password for HTTP Basic authentication.
+type BasicAuth struct {
+	Username Template `yaml:"username" required:"true" doc:"User name (no ':'); text or a reference."`
+	Password Template `yaml:"password" required:"true" doc:"Password, as a ${secret:...} reference."`
 }
 
 // Route is one rule for a set of requests to a service.
@@ -196,6 +246,7 @@ type Route struct {
 	RateLimit *RateLimit `yaml:"rate_limit" doc:"A limit every request on the route counts against (in addition to service and gateway limits)."`
 	Guard     *Guard     `yaml:"guard" doc:"Checks on the request before it reaches the upstream; a failure is 400, 413 or 415 with the failed check as reason."`
 	Quota     *Quota     `yaml:"quota" doc:"A volume quota every request on the route counts against."`
+	Inject    *Inject    `yaml:"inject" doc:"Credentials injected into the route's upstream requests, over the service's: a header or query parameter of the same name, or basic_auth, replaces the service's."`
 	DLP       *DLP       `yaml:"dlp" unsupported:"true" doc:"Response masking."`
 }
 
