@@ -28,9 +28,11 @@ import (
 	"github.com/ztgate/ztgate/internal/geo"
 	"github.com/ztgate/ztgate/internal/guard"
 	"github.com/ztgate/ztgate/internal/identity"
+	"github.com/ztgate/ztgate/internal/inject"
 	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/route"
+	"github.com/ztgate/ztgate/internal/secrets"
 )
 
 // Runtime is one immutable, fully built configuration. A reload builds a new
@@ -44,6 +46,8 @@ type Runtime struct {
 	geo       *geo.DB // nil without policy.geoip_database
 	limits    limits.Store
 	quotas    limits.QuotaStore
+	secrets   *secrets.Cache
+	tracked   []*secrets.Entry // secrets the runtime's injections read
 }
 
 type entry struct {
@@ -55,17 +59,26 @@ type entry struct {
 	quotas  []*quota // service, route
 	guard   *guard.Guard
 	cors    *corsPolicy
+	inject  *inject.Secrets // nil: nothing injected
 }
 
-// State is what outlives runtimes, so a reload keeps the counts.
+// State is what outlives runtimes, so a reload keeps the counts and the
+// secrets stay warm.
 type State struct {
 	Limits limits.Store
 	Quotas limits.QuotaStore
+	// Secrets caches the secrets injected credentials read; needed only
+	// by configurations that inject them.
+	Secrets *secrets.Cache
 }
 
 // Build compiles cfg into a Runtime. It does no network I/O.
 func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slog.Logger) (*Runtime, error) {
-	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas}
+	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas, secrets: state.Secrets}
+	track, err := rt.secretTracker(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 	if path := cfg.Policy.GeoIPDatabase; path != "" {
 		db, err := geo.Open(path)
 		if err != nil {
@@ -90,6 +103,10 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 				return nil, err
 			}
 			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS)}
+			if e.inject, err = inject.Compile(s.Inject, r.Inject, track, nil); err != nil {
+				rt.Close()
+				return nil, fmt.Errorf("service %s route %s: %w", s.Name, r.Name, err)
+			}
 			for _, q := range []*quota{compileQuota("qs:"+s.Name, s.Quota), compileQuota("qr:"+s.Name+"/"+r.Name, r.Quota)} {
 				if q != nil {
 					e.quotas = append(e.quotas, q)
@@ -126,13 +143,46 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 	return rt, nil
 }
 
-// Close releases the runtime's idle upstream connections and its GeoIP
-// database. Requests still in flight on it must have finished.
+// secretTracker opens the configuration's secret providers (no network
+// I/O) and returns how injections get their cache entries.
+func (rt *Runtime) secretTracker(cfg *config.Config, logger *slog.Logger) (inject.Tracker, error) {
+	var sources map[string]*secrets.Source
+	return func(ref config.SecretRef) (*secrets.Entry, error) {
+		if rt.secrets == nil {
+			return nil, fmt.Errorf("${secret:%s}: no secret cache", ref)
+		}
+		if sources == nil {
+			var err error
+			if sources, err = secrets.Open(cfg.Secrets, secrets.Options{Logger: logger}); err != nil {
+				return nil, err
+			}
+		}
+		src, ok := sources[ref.Provider]
+		if !ok {
+			return nil, fmt.Errorf("${secret:%s}: no secret provider named %q", ref, ref.Provider)
+		}
+		e := rt.secrets.Track(src, ref)
+		rt.tracked = append(rt.tracked, e)
+		return e, nil
+	}, nil
+}
+
+// SecretEntries are the cached secrets the runtime's injections read (to
+// wait for their first read before serving).
+func (rt *Runtime) SecretEntries() []*secrets.Entry { return rt.tracked }
+
+// Close releases the runtime's idle upstream connections, its GeoIP
+// database and its secrets. Requests still in flight on it must have
+// finished.
 func (rt *Runtime) Close() {
 	for _, u := range rt.upstreams {
 		u.transport.CloseIdleConnections()
 	}
 	_ = rt.geo.Close()
+	for _, e := range rt.tracked {
+		rt.secrets.Release(e)
+	}
+	rt.tracked = nil
 }
 
 // Authenticator returns the runtime's token verification.
@@ -173,6 +223,7 @@ type reqState struct {
 	decision        policy.Decision
 	audited         bool
 	commit          func(status int, reason string) error // audit before answering
+	inject          *inject.Values                        // credentials for the upstream request
 }
 
 type stateKey struct{}
@@ -432,6 +483,14 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		// and the upstream must not act on a request with no record.
 		return auditError(errors.New("the audit store is failing; refused before the upstream"))
 	}
+	// Credentials from the secret cache (no I/O); a secret that cannot be
+	// served refuses the request before anything reaches the upstream.
+	vals, fail := e.inject.Resolve()
+	if fail != nil {
+		ev.decision = "error"
+		return &httpError{Code: fail.Status, Reason: fail.Reason, Public: fail.Public, Err: fail.Err}
+	}
+	st.inject = vals
 	ev.decision = "allow"
 	if d.WouldDeny {
 		ev.decision = "would_deny"

@@ -149,6 +149,8 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	if st.clientRequestID != "" {
 		out.Header.Set(headerClientRequestID, st.clientRequestID)
 	}
+	// Injected credentials last: they replace any client copy.
+	st.inject.Apply(out.Header, out.URL)
 }
 
 func (u *upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
