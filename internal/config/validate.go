@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"regexp"
 	"slices"
@@ -481,7 +481,7 @@ func (v *validator) inject(path string, in *Inject, svc *Inject, s *Service) {
 	canon := map[string]string{}
 	for name, t := range in.Headers {
 		hp := path + ".headers." + name
-		c := http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))
+		c := textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(name, "_", "-"))
 		switch {
 		case !httpguts.ValidHeaderFieldName(name):
 			v.errorf(hp, "bad header name %q", name)
@@ -531,7 +531,7 @@ func (v *validator) inject(path string, in *Inject, svc *Inject, s *Service) {
 				continue
 			}
 			for name := range h.Headers {
-				if http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-")) == "Authorization" {
+				if textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(name, "_", "-")) == "Authorization" {
 					v.errorf(bp, "basic_auth and an injected Authorization header both set Authorization; choose one")
 				}
 			}
