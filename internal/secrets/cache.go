@@ -221,6 +221,13 @@ func (c *Cache) refresh(ctx context.Context, e *Entry) {
 		e.lastErr.Store(&err)
 		e.failures++
 		e.due = now.Add(retryDelay(e.failures, e.src.TTL, err))
+		// One more try when the last value reaches max_stale, so that the
+		// moment it stops serving is tried for and logged.
+		if prev != nil {
+			if expiry := prev.fetched.Add(e.src.MaxStale + time.Millisecond); expiry.After(now) && expiry.Before(e.due) {
+				e.due = expiry
+			}
+		}
 	}
 	failures, due := e.failures, e.due
 	select {
@@ -235,12 +242,14 @@ func (c *Cache) refresh(ctx context.Context, e *Entry) {
 		c.OnRefresh(e.src.Name, err)
 	}
 	switch {
-	case err == nil && prev != nil && !prev.s.Value.Equal(s.Value):
-		attrs = append(attrs, slog.String("version", s.Version), slog.String("previous_version", prev.s.Version))
-		c.logger.Info("secret rotated: the new value serves from now on", attrs...)
-	case err == nil && prev != nil && now.Sub(prev.fetched) > e.src.MaxStale:
-		c.logger.Info("secret readable again: requests that inject it are served", attrs...)
 	case err == nil:
+		if prev != nil && now.Sub(prev.fetched) > e.src.MaxStale {
+			c.logger.Info("secret readable again: requests that inject it are served", attrs...)
+		}
+		if prev != nil && !prev.s.Value.Equal(s.Value) {
+			attrs = append(attrs, slog.String("version", s.Version), slog.String("previous_version", prev.s.Version))
+			c.logger.Info("secret rotated: the new value serves from now on", attrs...)
+		}
 	case prev == nil:
 		c.logger.Error("secret not read: requests that inject it are refused (503 secret_unavailable)", append(attrs, slog.String("error", err.Error()), slog.Int("failures", failures), slog.Time("next_try", due))...)
 	case now.Sub(prev.fetched) > e.src.MaxStale:
