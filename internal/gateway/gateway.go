@@ -75,10 +75,7 @@ type State struct {
 // Build compiles cfg into a Runtime. It does no network I/O.
 func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slog.Logger) (*Runtime, error) {
 	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas, secrets: state.Secrets}
-	track, err := rt.secretTracker(cfg, logger)
-	if err != nil {
-		return nil, err
-	}
+	track := rt.secretTracker(cfg)
 	if path := cfg.Policy.GeoIPDatabase; path != "" {
 		db, err := geo.Open(path)
 		if err != nil {
@@ -143,9 +140,9 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 	return rt, nil
 }
 
-// secretTracker opens the configuration's secret providers (no network
-// I/O) and returns how injections get their cache entries.
-func (rt *Runtime) secretTracker(cfg *config.Config, logger *slog.Logger) (inject.Tracker, error) {
+// secretTracker returns how injections get their cache entries; the
+// configuration's secret providers are opened (no network I/O) on first use.
+func (rt *Runtime) secretTracker(cfg *config.Config) inject.Tracker {
 	var sources map[string]*secrets.Source
 	return func(ref config.SecretRef) (*secrets.Entry, error) {
 		if rt.secrets == nil {
@@ -153,7 +150,7 @@ func (rt *Runtime) secretTracker(cfg *config.Config, logger *slog.Logger) (injec
 		}
 		if sources == nil {
 			var err error
-			if sources, err = secrets.Open(cfg.Secrets, secrets.Options{Logger: logger}); err != nil {
+			if sources, err = secrets.Open(cfg.Secrets, secrets.Options{}); err != nil {
 				return nil, err
 			}
 		}
@@ -164,7 +161,7 @@ func (rt *Runtime) secretTracker(cfg *config.Config, logger *slog.Logger) (injec
 		e := rt.secrets.Track(src, ref)
 		rt.tracked = append(rt.tracked, e)
 		return e, nil
-	}, nil
+	}
 }
 
 // SecretEntries are the cached secrets the runtime's injections read (to

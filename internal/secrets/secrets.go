@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -48,8 +47,7 @@ type Options struct {
 	Transport policy.Transporter
 	// Retry overrides the Azure SDK's retry policy (zero: its defaults:
 	// three retries, exponential backoff, Retry-After honoured).
-	Retry  policy.RetryOptions
-	Logger *slog.Logger
+	Retry policy.RetryOptions
 }
 
 // Source is a built provider with its cache settings.
