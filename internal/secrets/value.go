@@ -40,6 +40,10 @@ func (v Value) Equal(o Value) bool {
 	return subtle.ConstantTimeCompare([]byte(v.Reveal()), []byte(o.Reveal())) == 1 && v.IsZero() == o.IsZero()
 }
 
+// Same reports whether v and o come from the same read (not merely equal
+// text): a cheap test for "has this been refreshed since".
+func (v Value) Same(o Value) bool { return v.p == o.p }
+
 // String returns [REDACTED].
 func (Value) String() string { return Redacted }
 
