@@ -210,6 +210,9 @@ type UpstreamTLS struct {
 	KeyFile            string `yaml:"key_file" doc:"PEM key of the client certificate."`
 	ServerName         string `yaml:"server_name" doc:"Name verified in the upstream's certificate (default: the upstream host)."`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" unsupported:"true" doc:"Never supported: upstream certificates are always verified."`
+	// ClientCertificate is a Template so that its reference is read from
+	// the secret cache, not at load.
+	ClientCertificate Template `yaml:"client_certificate" doc:"The gateway's client certificate and key from a secret instead of cert_file and key_file, e.g. \"${secret:kv/gw-client}\": PEM, or PKCS#12 without a password as Key Vault keeps a certificate's secret. A renewed certificate is used for new connections after secrets.ttl; while it cannot be served, requests get 503 secret_unavailable."`
 }
 
 // Timeouts bound each phase of an upstream exchange.

@@ -406,6 +406,10 @@ func TestLoadSecretsAndInject(t *testing.T) {
 		{"bad credential", withInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", credential: cli }\n", ""), []string{"\"cli\" is not one of"}},
 		{"bad client id", withInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", client_id: me }\n", ""), []string{"bad client_id \"me\""}},
 		{"http authority", withInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", credential: workload_identity, authority_host: \"http://127.0.0.1:1\" }\n", ""), []string{"bad authority_host"}},
+		{"client certificate from a secret", strings.Replace(withInject(testProviders, "    upstream_tls: { client_certificate: \"${secret:kv/gw-client}\" }\n"), "http://127.0.0.1:8080", "https://127.0.0.1:8443", 1), nil},
+		{"client certificate and cert_file", strings.Replace(withInject(testProviders, "    upstream_tls: { client_certificate: \"${secret:kv/gw-client}\", cert_file: a, key_file: b }\n"), "http://127.0.0.1:8080", "https://127.0.0.1:8443", 1), []string{"client_certificate replaces cert_file and key_file"}},
+		{"client certificate written inline", strings.Replace(withInject(testProviders, "    upstream_tls: { client_certificate: \"-----BEGIN ${secret:kv/gw-client}\" }\n"), "http://127.0.0.1:8080", "https://127.0.0.1:8443", 1), []string{"want one ${secret:...} reference and nothing else"}},
+		{"client certificate unknown provider", strings.Replace(withInject(testProviders, "    upstream_tls: { client_certificate: \"${secret:vault/c}\" }\n"), "http://127.0.0.1:8080", "https://127.0.0.1:8443", 1), []string{"services[0].upstream_tls.client_certificate: ${secret:vault/c}: no secret provider"}},
 		{"identity assertion not yet supported", withInject(testProviders, "    inject:\n      identity_assertion: true\n"), []string{"\"identity_assertion\" is part of the configuration contract but not supported"}},
 	}
 	for _, tt := range tests {

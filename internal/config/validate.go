@@ -711,6 +711,18 @@ func (v *validator) upstream(path string, s Service) {
 		if (t.CertFile == "") != (t.KeyFile == "") {
 			v.errorf(path+".upstream_tls", "cert_file and key_file go together")
 		}
+		if cc := t.ClientCertificate; !cc.IsZero() {
+			cp := path + ".upstream_tls.client_certificate"
+			parts := cc.Parts()
+			switch {
+			case t.CertFile != "" || t.KeyFile != "":
+				v.errorf(cp, "client_certificate replaces cert_file and key_file; choose one")
+			case len(parts) != 1 || parts[0].Ref == nil:
+				v.errorf(cp, "want one ${secret:...} reference and nothing else")
+			default:
+				v.secretRef(cp, *parts[0].Ref)
+			}
+		}
 	}
 }
 

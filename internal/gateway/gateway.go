@@ -86,7 +86,7 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 	policies := make([][]*entry, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
-		up, err := newUpstream(s, logger)
+		up, err := newUpstream(s, logger, track)
 		if err != nil {
 			rt.Close()
 			return nil, err
@@ -488,6 +488,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		return &httpError{Code: fail.Status, Reason: fail.Reason, Public: fail.Public, Err: fail.Err}
 	}
 	st.inject = vals
+	if c := e.up.cert; c != nil {
+		if _, err := c.current(); err != nil {
+			ev.decision = "error"
+			return &httpError{Code: http.StatusServiceUnavailable, Reason: ReasonSecretUnavailable, Public: "a credential this service needs is unavailable", Err: err}
+		}
+	}
 	ev.decision = "allow"
 	if d.WouldDeny {
 		ev.decision = "would_deny"

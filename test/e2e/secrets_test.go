@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -200,5 +205,114 @@ services:
 		if strings.Contains(g.Logs.String(), v) {
 			t.Errorf("gateway logs hold the secret %s", v)
 		}
+	}
+}
+
+// TestUpstreamClientCertificateFromSecret: the gateway's client certificate
+// for an mTLS upstream comes from a secret (PEM certificate and key in one
+// file, as Key Vault returns a PEM certificate); a renewed one is presented
+// on new connections after ttl, without a restart; a missing one refuses
+// requests with 503 secret_unavailable before the upstream.
+func TestUpstreamClientCertificateFromSecret(t *testing.T) {
+	is := newIssuer(t)
+	dir := t.TempDir()
+	secretDir := filepath.Join(dir, "secrets")
+	if err := os.Mkdir(secretDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ca := newCA(t)
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pemOf := func(cn string) string {
+		certFile, keyFile, _ := ca.issue(t, dir, cn, true)
+		c, _ := os.ReadFile(certFile)
+		k, _ := os.ReadFile(keyFile)
+		return string(c) + string(k)
+	}
+	writeSecret(t, secretDir, "gw-client", pemOf("gateway-client-1"))
+	_, _, upPair := ca.issue(t, dir, "upstream", false)
+	var mu sync.Mutex
+	var seenCN []string
+	upSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seenCN = append(seenCN, r.TLS.PeerCertificates[0].Subject.CommonName)
+		mu.Unlock()
+		fmt.Fprint(w, `{"ok":true}`)
+	}))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	upSrv.TLS = &tls.Config{Certificates: []tls.Certificate{upPair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	upSrv.StartTLS()
+	defer upSrv.Close()
+	lastCN := func() (string, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seenCN) == 0 {
+			return "", 0
+		}
+		return seenCN[len(seenCN)-1], len(seenCN)
+	}
+
+	cfg := fmt.Sprintf(`listen: { address: "127.0.0.1:0" }
+admin: { address: "127.0.0.1:0" }
+identity:
+  providers:
+    - { name: test, type: oidc, issuer: %q, audiences: [orders-api] }
+secrets:
+  ttl: 1s
+  max_stale: 3s
+  providers:
+    - { name: files, type: file, dir: %q }
+services:
+  - name: orders
+    upstream: %q
+    upstream_tls: { ca_file: %q, client_certificate: "${secret:files/gw-client}" }
+    routes:
+      - name: all
+        match: { path: "/**" }
+        allow: { roles: [Orders.Read] }
+`, is.URL, secretDir, upSrv.URL, caFile)
+	g := startGatewayIn(t, dir, cfg)
+	reader := is.TokenFor(t, "alice", "Orders.Read")
+	if s, b, _ := do(t, "GET", g.URL+"/orders/1", reader, nil); s != 200 {
+		t.Fatalf("got %d %s, want 200 over mTLS", s, b)
+	}
+	if cn, _ := lastCN(); cn != "gateway-client-1" {
+		t.Fatalf("upstream saw client %q, want gateway-client-1", cn)
+	}
+
+	writeSecret(t, secretDir, "gw-client", pemOf("gateway-client-2"))
+	waitFor(t, "the renewed client certificate", func() bool {
+		if s, b, _ := do(t, "GET", g.URL+"/orders/1", reader, nil); s != 200 {
+			t.Fatalf("during renewal: got %d %s, want 200", s, b)
+		}
+		cn, _ := lastCN()
+		return cn == "gateway-client-2"
+	})
+
+	if err := os.Remove(filepath.Join(secretDir, "gw-client")); err != nil {
+		t.Fatal(err)
+	}
+	var body []byte
+	waitFor(t, "503 secret_unavailable", func() bool {
+		s, b, _ := do(t, "GET", g.URL+"/orders/1", reader, nil)
+		body = b
+		time.Sleep(100 * time.Millisecond)
+		return s == 503
+	})
+	if e := decodeError(t, body); e.Reason != "secret_unavailable" {
+		t.Fatalf("got %+v, want secret_unavailable", e)
+	}
+	_, before := lastCN()
+	if s, _, _ := do(t, "GET", g.URL+"/orders/1", reader, nil); s != 503 {
+		t.Fatalf("got %d, want 503", s)
+	}
+	if _, after := lastCN(); after != before {
+		t.Fatal("a request reached the upstream without its client certificate")
+	}
+	if strings.Contains(g.Logs.String(), "PRIVATE KEY") {
+		t.Error("gateway logs hold a private key")
 	}
 }
