@@ -81,6 +81,7 @@ var migrations = map[Dialect][]string{
 	);
 	CREATE INDEX alerts_time ON alerts (time_ns);`,
 		checkpointsTable("INTEGER"),
+		apiKeysTables("INTEGER"),
 	},
 	// The body column is TEXT, not JSONB: the chain hashes its exact bytes.
 	Postgres: {
@@ -120,6 +121,7 @@ var migrations = map[Dialect][]string{
 	);
 	CREATE INDEX alerts_time ON alerts (time_ns);`,
 		checkpointsTable("BIGINT"),
+		apiKeysTables("BIGINT"),
 	},
 }
 
@@ -133,6 +135,31 @@ func checkpointsTable(integer string) string {
 		mac     TEXT NOT NULL,
 		time_ns ` + integer + ` NOT NULL
 	);`
+}
+
+// apiKeysTables holds API keys (their hashes, never the keys) and the
+// counter that orders their changes: a creation or revocation takes the
+// next version under the counter row's lock and stamps it on the key in the
+// same transaction, so versions commit in order and a gateway polling
+// "rev > what I have seen" never skips one.
+func apiKeysTables(integer string) string {
+	return `CREATE TABLE api_keys (
+		id           TEXT PRIMARY KEY,
+		name         TEXT NOT NULL,
+		hash         TEXT NOT NULL, -- hex SHA-256 of the key
+		service      TEXT NOT NULL,
+		roles        TEXT NOT NULL, -- JSON list
+		scopes       TEXT NOT NULL, -- JSON list
+		created_ns   ` + integer + ` NOT NULL,
+		created_by   TEXT NOT NULL,
+		expires_ns   ` + integer + ` NOT NULL,
+		revoked_ns   ` + integer + ` NOT NULL DEFAULT 0,
+		last_used_ns ` + integer + ` NOT NULL DEFAULT 0,
+		rev          ` + integer + ` NOT NULL
+	);
+	CREATE INDEX api_keys_rev ON api_keys (rev);
+	CREATE TABLE api_key_version (version ` + integer + ` NOT NULL);
+	INSERT INTO api_key_version (version) VALUES (0);`
 }
 
 // Open opens the store of the given driver ("sqlite" or "postgres").
