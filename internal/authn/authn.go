@@ -16,10 +16,17 @@ import (
 // Failure is a refused authentication. Reason is a stable machine-readable
 // code; Description is safe to show the client; Err is for the log only.
 type Failure struct {
-	Status      int // 401, or 503 when keys are unavailable
+	Status      int // 401; 403 for an API key used on another service; 503 when keys are unavailable
 	Reason      string
 	Description string
 	Err         error
+	// Scheme is the authentication scheme to challenge with (""
+	// means Bearer).
+	Scheme string
+	// Identity is the caller when its credential was genuine but is
+	// refused (a revoked, expired or misplaced API key), for the audit
+	// trail; nil otherwise.
+	Identity *identity.Identity
 }
 
 func (f *Failure) Error() string {
@@ -101,6 +108,8 @@ type Authenticator struct {
 	verifiers []Verifier
 	caching   []cachingVerifier
 	maxToken  int
+	keys      *APIKeys // nil: API keys are not accepted
+	keyHeader string
 }
 
 // NewAuthenticator returns an authenticator over the given verifiers.
@@ -115,9 +124,30 @@ func NewAuthenticator(maxToken int, vs ...Verifier) *Authenticator {
 	return a
 }
 
-// Authenticate verifies the request's bearer token. It never lets a request
-// through on error: every path without a verified token returns a Failure.
-func (a *Authenticator) Authenticate(r *http.Request) (*identity.Identity, *Failure) {
+// UseAPIKeys makes the authenticator accept API keys, checked by v, in
+// the Authorization header with the ApiKey scheme or alone in header. Call
+// it before the authenticator is used.
+func (a *Authenticator) UseAPIKeys(v *APIKeys, header string) {
+	if header == "" {
+		header = DefaultAPIKeyHeader
+	}
+	a.keys, a.keyHeader = v, header
+}
+
+// Authenticate verifies the request's credentials for a route of service:
+// an API key (which must be bound to service), else a bearer token. It
+// never lets a request through on error: every path without a verified
+// credential returns a Failure.
+func (a *Authenticator) Authenticate(r *http.Request, service string) (*identity.Identity, *Failure) {
+	if a.keys != nil {
+		key, found, f := apiKeyFrom(r, a.keyHeader)
+		if f != nil {
+			return nil, f
+		}
+		if found {
+			return a.keys.Verify(r.Context(), key, service)
+		}
+	}
 	token, f := BearerToken(r)
 	if f != nil {
 		return nil, f

@@ -73,10 +73,14 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 		}
 		rt.geo = db
 	}
+	keyHeader := "" // the header API keys come in, never forwarded
+	if k := cfg.Identity.APIKeys; k != nil && k.Enabled {
+		keyHeader = k.Header
+	}
 	policies := make([][]*entry, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
-		up, err := newUpstream(s, logger)
+		up, err := newUpstream(s, keyHeader, logger)
 		if err != nil {
 			rt.Close()
 			return nil, err
@@ -369,8 +373,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		}
 	}
 
-	id, f := rt.authn.Authenticate(r)
+	id, f := rt.authn.Authenticate(r, e.service)
 	if f != nil {
+		ev.id = f.Identity // a genuine credential refused (a revoked API key): who it was
 		return authnError(f)
 	}
 	ev.id = id
@@ -481,7 +486,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 
 func authnError(f *authn.Failure) *httpError {
 	he := &httpError{Code: f.Status, Reason: f.Reason, Public: f.Description, Err: f.Err, Header: http.Header{}}
-	if f.Status == http.StatusUnauthorized {
+	if f.Status == http.StatusUnauthorized && f.Scheme == authn.SchemeAPIKey {
+		he.Header.Set("WWW-Authenticate", authn.SchemeAPIKey+` realm="ztgate"`)
+	} else if f.Status == http.StatusUnauthorized {
 		// RFC 6750 §3: no error attribute when no credentials were sent.
 		v := `Bearer realm="ztgate"`
 		if f.Reason != authn.ReasonMissingCredentials {

@@ -12,9 +12,11 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
 )
 
@@ -28,9 +30,10 @@ type upstream struct {
 	overall   time.Duration
 	maxBody   int64
 	fwdAuthz  bool
+	keyHeader string // "" without API keys
 }
 
-func newUpstream(s *config.Service, logger *slog.Logger) (*upstream, error) {
+func newUpstream(s *config.Service, keyHeader string, logger *slog.Logger) (*upstream, error) {
 	target, err := url.Parse(s.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("service %s: upstream: %w", s.Name, err)
@@ -80,6 +83,7 @@ func newUpstream(s *config.Service, logger *slog.Logger) (*upstream, error) {
 		overall:   s.Timeouts.Overall.D(),
 		maxBody:   s.MaxBodyBytes,
 		fwdAuthz:  s.ForwardAuthorization,
+		keyHeader: keyHeader,
 	}
 	cors := s.CORS != nil
 	u.proxy = &httputil.ReverseProxy{
@@ -122,8 +126,14 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.RawQuery = pr.In.URL.RawQuery
 	out.Host = u.target.Host // the client's Host never picks the upstream
 	stripSpoofable(out.Header)
-	if !u.fwdAuthz {
+	if !u.fwdAuthz || slices.ContainsFunc(out.Header.Values("Authorization"), authn.IsAPIKeyAuthorization) {
+		// forward_authorization passes on a caller's token, never an API
+		// key: the key is the gateway's to check, and the upstream's to
+		// never see.
 		out.Header.Del("Authorization")
+	}
+	if u.keyHeader != "" {
+		out.Header.Del(u.keyHeader)
 	}
 	pr.SetXForwarded()
 	out.Header.Set(headerRequestID, st.requestID)

@@ -41,10 +41,15 @@ type Identity struct {
 	// Claims are every claim of the token, for policy expressions.
 	Claims    map[string]any
 	ExpiresAt time.Time
+	// Service is, for an API key, the one service it is bound to.
+	Service string
 }
 
 // Key identifies the caller across requests (for limits and audit).
 func (id *Identity) Key() string {
+	if id.Type == APIKey {
+		return "api_key/" + id.Subject
+	}
 	if id.Tenant != "" && id.ObjectID != "" {
 		return id.Tenant + "/" + id.ObjectID
 	}
