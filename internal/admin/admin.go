@@ -1,6 +1,7 @@
 // Package admin serves the control plane's HTTP API on its own listener:
-// liveness, readiness with details, Prometheus metrics and explanations of
-// policy decisions. API routes take JSON only.
+// liveness, readiness with details, Prometheus metrics, explanations of
+// policy decisions, the audit trail and alerts, and API key management.
+// API routes take JSON only; see guard for who may call them.
 package admin
 
 import (
@@ -83,6 +84,11 @@ type Deps struct {
 	Explain  ExplainFunc
 	Alerts   AlertsFunc
 	Audit    AuditFunc // nil: no store
+	APIKeys  APIKeys   // nil: no store
+	// Token returns admin.token as configured now ("" when unset).
+	Token func() string
+	// Loopback reports that the admin listener is bound to loopback.
+	Loopback bool
 }
 
 // Handler returns the admin API.
@@ -101,9 +107,13 @@ func Handler(d Deps) http.Handler {
 		writeJSON(w, code, s)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	// /v1/ needs admin.token when it is set.
+	v1 := func(h http.HandlerFunc) http.HandlerFunc {
+		return guard(d, false, func(w http.ResponseWriter, r *http.Request, _ Caller) { h(w, r) })
+	}
 	// POST /v1/explain {"method","url","token"|"claims","ip","headers"}: the
 	// decision trace for a described request. A token is verified.
-	mux.HandleFunc("POST /v1/explain", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /v1/explain", v1(func(w http.ResponseWriter, r *http.Request) {
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 			writeJSON(w, http.StatusUnsupportedMediaType, apiError{Error: "send JSON (Content-Type: application/json)", Reason: "unsupported_media_type"})
 			return
@@ -121,9 +131,9 @@ func Handler(d Deps) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
-	})
+	}))
 	// GET /v1/alerts?since=24h
-	mux.HandleFunc("GET /v1/alerts", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/alerts", v1(func(w http.ResponseWriter, r *http.Request) {
 		since := 24 * time.Hour
 		if v := r.URL.Query().Get("since"); v != "" {
 			d, err := time.ParseDuration(v)
@@ -142,9 +152,9 @@ func Handler(d Deps) http.Handler {
 			as = []alert.Alert{}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"alerts": as})
-	})
+	}))
 	// GET /v1/audit/events?since=1h&decision=deny&identity=X&route=svc/route&limit=100&after=CURSOR
-	mux.HandleFunc("GET /v1/audit/events", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/audit/events", v1(func(w http.ResponseWriter, r *http.Request) {
 		if d.Audit == nil {
 			writeJSON(w, http.StatusNotFound, apiError{Error: "no store configured: there is no audit trail", Reason: "no_store"})
 			return
@@ -167,7 +177,8 @@ func Handler(d Deps) http.Handler {
 			out["next"] = next
 		}
 		writeJSON(w, http.StatusOK, out)
-	})
+	}))
+	apiKeyRoutes(mux, d)
 	return withRequestID(mux)
 }
 

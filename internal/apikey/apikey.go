@@ -53,6 +53,19 @@ func Generate() (key, id string) {
 	return Prefix + id + "_" + encoding.EncodeToString(sec[:]), id
 }
 
+// ErrNotFound is returned for a key id that is not in the store.
+var ErrNotFound = errors.New("no such API key")
+
+// ErrInvalidRequest wraps what is wrong with a request for a new key.
+var ErrInvalidRequest = errors.New("invalid API key request")
+
+// ErrDisabled refuses key management where identity.api_keys is off.
+var ErrDisabled = errors.New("API keys are not enabled: set identity.api_keys.enabled: true (keys are kept in the store)")
+
+// ErrUnrecorded reports a revocation that took effect but whose audit
+// event could not be written.
+var ErrUnrecorded = errors.New("the key is revoked, but its audit event could not be written")
+
 // ErrMalformed is returned for a string that is not a well-formed key.
 var ErrMalformed = errors.New("not a ztgate API key (want ztk_<id>_<secret>)")
 
@@ -190,7 +203,10 @@ func (r *Request) Validate(services []string) error {
 	if r.TTL < MinTTL || r.TTL > MaxTTL {
 		errs = append(errs, fmt.Errorf("bad expiry %v: between %v and %dd", r.TTL, MinTTL, int(MaxTTL.Hours()/24)))
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidRequest, errors.Join(errs...))
 }
 
 // New makes a key for a validated request: the key, shown once, and the

@@ -132,7 +132,7 @@ func NewAPIKeys(st APIKeyStore, logger *slog.Logger, o APIKeyOptions) *APIKeys {
 // Run polls for changed keys and writes last-used times until ctx ends,
 // then writes what use is left.
 func (v *APIKeys) Run(ctx context.Context) {
-	v.poll(ctx)
+	v.Sync(ctx)
 	poll := time.NewTicker(v.o.Poll)
 	defer poll.Stop()
 	flush := time.NewTicker(v.o.Flush)
@@ -145,7 +145,7 @@ func (v *APIKeys) Run(ctx context.Context) {
 			cancel()
 			return
 		case <-poll.C:
-			v.poll(ctx)
+			v.Sync(ctx)
 		case <-flush.C:
 			v.flush(ctx)
 		}
@@ -173,8 +173,9 @@ func (v *APIKeys) fresh(now time.Time) bool {
 
 const changesPage = 500
 
-// poll applies every change since the last poll to the cache.
-func (v *APIKeys) poll(ctx context.Context) {
+// Sync reads the keys changed since the last call into the cache. Run
+// calls it every poll interval; call it once before serving to start warm.
+func (v *APIKeys) Sync(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, max(v.o.Poll, 2*time.Second))
 	defer cancel()
 	v.mu.RLock()

@@ -124,7 +124,7 @@ var discard = slog.New(slog.DiscardHandler)
 func syncedKeys(t testing.TB, st APIKeyStore, o APIKeyOptions) *APIKeys {
 	t.Helper()
 	v := NewAPIKeys(st, discard, o)
-	v.poll(context.Background())
+	v.Sync(context.Background())
 	if ok, err := v.Ready(); !ok {
 		t.Fatalf("not ready after a poll: %v", err)
 	}
@@ -171,7 +171,7 @@ func TestAPIKeyVerify(t *testing.T) {
 			if now.IsZero() {
 				now = time.Now()
 			}
-			v.poll(context.Background()) // current at the row's clock
+			v.Sync(context.Background()) // current at the row's clock
 			id, f := v.Verify(context.Background(), tt.key, tt.service)
 			if tt.reason == "" {
 				if f != nil {
@@ -214,7 +214,7 @@ func TestAPIKeyUnavailableFailsClosed(t *testing.T) {
 		t.Fatal("ready before the first poll")
 	}
 	// Polled, but the key read fails on a cache miss.
-	v.poll(context.Background())
+	v.Sync(context.Background())
 	v.entries = map[string]*keyEntry{}
 	st.setFail(errors.New("connection refused"))
 	if _, f := v.Verify(context.Background(), good, "orders"); f == nil || f.Status != 503 || f.Reason != ReasonAPIKeysUnavailable {
@@ -353,7 +353,7 @@ func TestAPIKeyReadDoesNotUndoRevocation(t *testing.T) {
 	st.onRead = func() {
 		st.onRead = nil
 		st.revoke(k.ID)
-		v.poll(context.Background())
+		v.Sync(context.Background())
 	}
 	// This request read the key before the revocation: it may pass, or
 	// see the revocation the poll cached meanwhile.
@@ -381,7 +381,7 @@ func TestAPIKeyNegativeCache(t *testing.T) {
 		t.Fatalf("10 requests with one unknown key: %d store reads, want 1", reads)
 	}
 	key, _ := st.add(t, "orders", time.Hour)
-	v.poll(context.Background())
+	v.Sync(context.Background())
 	if _, f := v.Verify(context.Background(), key, "orders"); f != nil {
 		t.Fatalf("a key created after the last poll: %v", f)
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 // ErrNotFound is returned for an API key id the store does not hold.
-var ErrNotFound = errors.New("no such API key")
+var ErrNotFound = apikey.ErrNotFound
 
 const apiKeyCols = `id, name, hash, service, roles, scopes, created_ns, created_by, expires_ns, revoked_ns, last_used_ns, rev`
 
