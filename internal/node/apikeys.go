@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
 	"os/user"
+	"sync"
 	"time"
 
 	"github.com/ztgate/ztgate/internal/admin"
@@ -140,8 +142,8 @@ func CLIActor(command string) Actor {
 
 // CLIRecorder records the command line's admin events in a chain of its
 // own, named after the node with /cli appended (the gateway's chain is the
-// running gateway's alone). Two commands racing for the chain's next
-// sequence number retry.
+// running gateway's alone). Commands racing for the chain's next sequence
+// number (the store refuses the second) retry after a random pause.
 func CLIRecorder(cfg *config.Config, st *store.DB, logger *slog.Logger) Recorder {
 	node := cfg.Audit.Node
 	if node == "" {
@@ -152,12 +154,16 @@ func CLIRecorder(cfg *config.Config, st *store.DB, logger *slog.Logger) Recorder
 	if cfg.Audit.HMACKey != "" {
 		key = []byte(cfg.Audit.HMACKey)
 	}
+	var mu sync.Mutex // one at a time within this process
 	return func(ctx context.Context, ev audit.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
 		var err error
-		for range 3 {
+		for range 10 {
 			if err = recordOnce(ctx, st, audit.NewChain(key), node, ev, logger); err == nil {
 				return nil
 			}
+			time.Sleep(time.Duration(10+mrand.IntN(90)) * time.Millisecond)
 		}
 		return err
 	}
