@@ -57,7 +57,7 @@ type ListenTLS struct {
 // Admin configures the admin listener.
 type Admin struct {
 	Address string `yaml:"address" default:"127.0.0.1:9090" doc:"host:port of the admin API (/healthz, /readyz, /metrics, /v1/...)."`
-	Token   string `yaml:"token" doc:"Bearer token the admin API's /v1/ endpoints require (Authorization: Bearer TOKEN); at least 32 characters, use a ${secret:...} reference. Without it, the endpoints that change state (/v1/apikeys) answer only when the admin listener is on loopback."`
+	Token   string `yaml:"token" doc:"Bearer token the admin API's /v1/ endpoints require (Authorization: Bearer TOKEN); at least 32 characters, use a ${secret:...} reference. Without it, key management (/v1/apikeys) answers only on a loopback admin listener, to loopback callers."`
 }
 
 // Identity configures how callers prove who they are.
