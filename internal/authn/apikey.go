@@ -49,16 +49,17 @@ type APIKeyOptions struct {
 	// Poll is how often the store is asked for changed keys (1s): a
 	// revocation takes effect on every node within about this long.
 	Poll time.Duration
-	// MaxStale is how long cached keys keep serving while the store cannot
+	// MaxStale is how long known keys keep serving while the store cannot
 	// be polled (10s); after it, API key requests are refused with 503.
 	MaxStale time.Duration
 	// Flush is how often last-used times are written to the store (5s).
 	Flush time.Duration
-	// CacheTTL bounds how long a key is served from the cache without
-	// being read again (1m); polling keeps it current meanwhile.
-	CacheTTL time.Duration
-	// CacheSize is how many keys (known or not) are remembered (10000).
-	CacheSize int
+	// MissReads bounds how many times a second (with as many at once) the
+	// store is read for a key id the node does not know: a key made since
+	// the last poll, or one made up. Beyond it such an id is refused as
+	// api_key_invalid without a read, so made-up keys cannot load the
+	// store (50).
+	MissReads int
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -73,60 +74,69 @@ func (o *APIKeyOptions) defaults() {
 	if o.Flush <= 0 {
 		o.Flush = 5 * time.Second
 	}
-	if o.CacheTTL <= 0 {
-		o.CacheTTL = time.Minute
-	}
-	if o.CacheSize <= 0 {
-		o.CacheSize = 10000
+	if o.MissReads <= 0 {
+		o.MissReads = 50
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 }
 
-// APIKeys verifies API keys against the store. Keys are cached by id; the
-// cache is kept current by polling the store for changes (creations and
-// revocations carry an ordered version), and is trusted only while polling
-// succeeds: when the store has not answered for MaxStale, API key requests
-// are refused rather than served from what may be stale. Use is counted in
-// memory and written in batches: a request never waits for a store write.
+// Bounds of the memory of unknown ids.
+const (
+	unknownTTL = time.Minute
+	unknownMax = 10000
+)
+
+// APIKeys verifies API keys against the store. Each node holds every key
+// record (never a key: its hash), read in full at start and kept current
+// by polling the store for changes, which carry a version that commits in
+// order, so a poll never misses one. The copy is trusted only while polls
+// succeed: when the store has not answered for MaxStale, API key requests
+// are refused rather than served from what may be stale. An id the copy
+// lacks (a key made since the last poll) is read from the store, at a
+// bounded rate, and remembered when unknown. Use is counted in memory and
+// written in batches: a request never waits for a store write.
 type APIKeys struct {
 	store  APIKeyStore
 	logger *slog.Logger
 	o      APIKeyOptions
 
 	mu      sync.RWMutex
-	entries map[string]*keyEntry
-	rev     int64     // the version polled up to
-	synced  time.Time // when a poll last succeeded
+	known   map[string]*keyEntry // every key, by id
+	unknown map[string]time.Time // ids the store did not have, until when to believe it
+	rev     int64                // the version polled up to
+	synced  time.Time            // when a poll last succeeded
 	syncErr error
+
+	missMu     sync.Mutex
+	missTokens float64
+	missLast   time.Time
 
 	usedMu sync.Mutex
 	used   map[string]time.Time
 }
 
 type keyEntry struct {
-	key     *apikey.Key // nil: the store has no such key
-	id      *identity.Identity
-	hash    [32]byte // the key's SHA-256, decoded from key.Hash
-	fetched time.Time
+	key  *apikey.Key
+	id   *identity.Identity
+	hash [32]byte // the key's SHA-256, decoded from key.Hash
 }
 
-func newKeyEntry(k *apikey.Key, now time.Time) *keyEntry {
-	e := &keyEntry{key: k, fetched: now}
-	if k != nil {
-		e.id = keyIdentity(k)
-		if b, err := hex.DecodeString(k.Hash); err == nil && len(b) == len(e.hash) {
-			copy(e.hash[:], b)
-		} // else the zero hash, which no key hashes to
-	}
+func newKeyEntry(k *apikey.Key) *keyEntry {
+	e := &keyEntry{key: k, id: keyIdentity(k)}
+	if b, err := hex.DecodeString(k.Hash); err == nil && len(b) == len(e.hash) {
+		copy(e.hash[:], b)
+	} // else the zero hash, which no key hashes to
 	return e
 }
 
-// NewAPIKeys returns a verifier over st. Run must run for it to serve.
+// NewAPIKeys returns a verifier over st. Sync, then Run, must run for it
+// to serve.
 func NewAPIKeys(st APIKeyStore, logger *slog.Logger, o APIKeyOptions) *APIKeys {
 	o.defaults()
-	return &APIKeys{store: st, logger: logger, o: o, entries: map[string]*keyEntry{}, used: map[string]time.Time{}}
+	return &APIKeys{store: st, logger: logger, o: o, known: map[string]*keyEntry{}, unknown: map[string]time.Time{},
+		missTokens: float64(o.MissReads), used: map[string]time.Time{}}
 }
 
 // Run polls for changed keys and writes last-used times until ctx ends,
@@ -166,15 +176,15 @@ func (v *APIKeys) Ready() (bool, error) {
 	return false, errors.New("API keys not read from the store yet")
 }
 
-// fresh reports whether the cache may serve at now; v.mu is held.
+// fresh reports whether the copy may serve at now; v.mu is held.
 func (v *APIKeys) fresh(now time.Time) bool {
 	return !v.synced.IsZero() && now.Sub(v.synced) <= v.o.MaxStale
 }
 
 const changesPage = 500
 
-// Sync reads the keys changed since the last call into the cache. Run
-// calls it every poll interval; call it once before serving to start warm.
+// Sync reads the keys changed since the last call (every key, the first
+// time). Run calls it every poll interval; call it once before serving.
 func (v *APIKeys) Sync(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, max(v.o.Poll, 2*time.Second))
 	defer cancel()
@@ -192,7 +202,7 @@ func (v *APIKeys) Sync(ctx context.Context) {
 			v.syncErr = fmt.Errorf("API keys: the store cannot be polled: %w", err)
 			v.mu.Unlock()
 			if first {
-				v.logger.Warn("API key changes cannot be read; cached keys serve until they are too stale, then API key requests are refused", "error", err, "max_stale", v.o.MaxStale.String())
+				v.logger.Warn("API key changes cannot be read; known keys serve until they are too stale, then API key requests are refused", "error", err, "max_stale", v.o.MaxStale.String())
 			}
 			return
 		}
@@ -200,7 +210,7 @@ func (v *APIKeys) Sync(ctx context.Context) {
 		v.mu.Lock()
 		for i := range ch {
 			k := &ch[i]
-			v.putLocked(k.ID, newKeyEntry(k, now), now)
+			v.putLocked(newKeyEntry(k))
 			rev = k.Rev
 		}
 		v.rev = rev
@@ -217,6 +227,18 @@ func (v *APIKeys) Sync(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// putLocked keeps e unless a newer version of the key is known: a read
+// on a miss and a poll may race, and the older must not win. v.mu is held.
+func (v *APIKeys) putLocked(e *keyEntry) *keyEntry {
+	id := e.key.ID
+	if old, ok := v.known[id]; ok && old.key.Rev >= e.key.Rev {
+		return old
+	}
+	v.known[id] = e
+	delete(v.unknown, id)
+	return e
 }
 
 // flush writes the use counted since the last flush. On failure the times
@@ -250,48 +272,70 @@ func (v *APIKeys) touch(id string, now time.Time) {
 	v.usedMu.Unlock()
 }
 
-// get returns the cached entry for id, if it is young enough.
-func (v *APIKeys) get(id string, now time.Time) (*keyEntry, bool) {
-	v.mu.RLock()
-	e, ok := v.entries[id]
-	v.mu.RUnlock()
-	if !ok || now.Sub(e.fetched) >= v.o.CacheTTL {
-		return nil, false
+// allowMiss takes a token for a store read of an unknown id.
+func (v *APIKeys) allowMiss(now time.Time) bool {
+	v.missMu.Lock()
+	defer v.missMu.Unlock()
+	limit := float64(v.o.MissReads)
+	if !v.missLast.IsZero() {
+		v.missTokens = min(limit, v.missTokens+now.Sub(v.missLast).Seconds()*limit)
 	}
-	return e, true
+	v.missLast = now
+	if v.missTokens < 1 {
+		return false
+	}
+	v.missTokens--
+	return true
 }
 
-// putRead caches what a request read from the store, unless a poll has put
-// a young entry meanwhile: the poll's may be newer (a revocation committed
-// after the read), and must not be overwritten by an older read.
-func (v *APIKeys) putRead(id string, e *keyEntry, now time.Time) *keyEntry {
+// lookup finds the entry for id: known, remembered as unknown, or read
+// from the store. A nil entry and nil failure mean no such key.
+func (v *APIKeys) lookup(ctx context.Context, id string, now time.Time) (*keyEntry, *Failure) {
+	v.mu.RLock()
+	e := v.known[id]
+	until, isUnknown := v.unknown[id]
+	v.mu.RUnlock()
+	if e != nil {
+		return e, nil
+	}
+	if isUnknown && now.Before(until) {
+		return nil, nil
+	}
+	if !v.allowMiss(now) {
+		return nil, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	k, err := v.store.APIKey(rctx, id)
+	cancel()
+	if err != nil {
+		return nil, &Failure{Status: http.StatusServiceUnavailable, Reason: ReasonAPIKeysUnavailable, Description: "API keys cannot be checked right now", Err: err}
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if old, ok := v.entries[id]; ok && now.Sub(old.fetched) < v.o.CacheTTL && !old.fetched.Before(e.fetched) {
-		return old
+	if k != nil {
+		return v.putLocked(newKeyEntry(k)), nil
 	}
-	v.putLocked(id, e, now)
-	return e
-}
-
-func (v *APIKeys) putLocked(id string, e *keyEntry, now time.Time) {
-	if _, ok := v.entries[id]; !ok && len(v.entries) >= v.o.CacheSize {
-		// Entries too old to serve first; else an arbitrary tenth.
-		for k, old := range v.entries {
-			if now.Sub(old.fetched) >= v.o.CacheTTL {
-				delete(v.entries, k)
+	if e := v.known[id]; e != nil {
+		return e, nil // a poll found it meanwhile
+	}
+	if len(v.unknown) >= unknownMax {
+		// Expired ones first; else an arbitrary tenth.
+		for u, t := range v.unknown {
+			if !now.Before(t) {
+				delete(v.unknown, u)
 			}
 		}
-		n := len(v.entries) - v.o.CacheSize*9/10
-		for k := range v.entries {
+		n := len(v.unknown) - unknownMax*9/10
+		for u := range v.unknown {
 			if n <= 0 {
 				break
 			}
-			delete(v.entries, k)
+			delete(v.unknown, u)
 			n--
 		}
 	}
-	v.entries[id] = e
+	v.unknown[id] = now.Add(unknownTTL)
+	return nil, nil
 }
 
 func keyIdentity(k *apikey.Key) *identity.Identity {
@@ -320,20 +364,15 @@ func (v *APIKeys) Verify(ctx context.Context, key, service string) (*identity.Id
 	if !fresh {
 		return nil, &Failure{Status: http.StatusServiceUnavailable, Reason: ReasonAPIKeysUnavailable, Description: "API keys cannot be checked right now", Err: errors.New("the key store has not been polled successfully recently")}
 	}
-	e, ok := v.get(id, now)
-	if !ok {
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		k, err := v.store.APIKey(rctx, id)
-		cancel()
-		if err != nil {
-			return nil, &Failure{Status: http.StatusServiceUnavailable, Reason: ReasonAPIKeysUnavailable, Description: "API keys cannot be checked right now", Err: err}
-		}
-		e = v.putRead(id, newKeyEntry(k, now), now)
+	e, f := v.lookup(ctx, id, now)
+	if f != nil {
+		return nil, f
+	}
+	if e == nil {
+		return nil, keyFail(http.StatusUnauthorized, ReasonAPIKeyInvalid, "the API key is not valid", nil, fmt.Errorf("no API key %s (or store reads for unknown ids are throttled)", id))
 	}
 	sum := tokenKey(key)
 	switch k := e.key; {
-	case k == nil:
-		return nil, keyFail(http.StatusUnauthorized, ReasonAPIKeyInvalid, "the API key is not valid", nil, fmt.Errorf("no API key %s", id))
 	case subtle.ConstantTimeCompare(sum[:], e.hash[:]) != 1:
 		return nil, keyFail(http.StatusUnauthorized, ReasonAPIKeyInvalid, "the API key is not valid", nil, fmt.Errorf("API key %s: the secret does not match", id))
 	case k.Revoked():

@@ -215,7 +215,7 @@ func TestAPIKeyUnavailableFailsClosed(t *testing.T) {
 	}
 	// Polled, but the key read fails on a cache miss.
 	v.Sync(context.Background())
-	v.entries = map[string]*keyEntry{}
+	v.known = map[string]*keyEntry{}
 	st.setFail(errors.New("connection refused"))
 	if _, f := v.Verify(context.Background(), good, "orders"); f == nil || f.Status != 503 || f.Reason != ReasonAPIKeysUnavailable {
 		t.Fatalf("store down on a miss: got %v, want 503 %s", f, ReasonAPIKeysUnavailable)
@@ -384,6 +384,39 @@ func TestAPIKeyNegativeCache(t *testing.T) {
 	v.Sync(context.Background())
 	if _, f := v.Verify(context.Background(), key, "orders"); f != nil {
 		t.Fatalf("a key created after the last poll: %v", f)
+	}
+}
+
+// TestAPIKeyMadeUpKeys: well-formed keys with made-up ids cost the store
+// at most MissReads reads a second, however many arrive; a real key made
+// since the last poll is found by the next poll even when reads are spent.
+func TestAPIKeyMadeUpKeys(t *testing.T) {
+	st := newFakeKeyStore()
+	now := time.Now()
+	v := syncedKeys(t, st, APIKeyOptions{MissReads: 20, Now: func() time.Time { return now }})
+	for range 1000 {
+		bogus, _ := apikey.Generate()
+		if _, f := v.Verify(context.Background(), bogus, "orders"); f == nil || f.Reason != ReasonAPIKeyInvalid {
+			t.Fatalf("got %v, want %s", f, ReasonAPIKeyInvalid)
+		}
+	}
+	if reads, _ := st.stats(); reads != 20 {
+		t.Fatalf("1000 made-up keys in one instant: %d store reads, want 20 (MissReads)", reads)
+	}
+	key, _ := st.add(t, "orders", time.Hour)
+	if _, f := v.Verify(context.Background(), key, "orders"); f == nil || f.Reason != ReasonAPIKeyInvalid {
+		t.Fatalf("a new key while reads are spent: got %v, want %s until the next poll", f, ReasonAPIKeyInvalid)
+	}
+	v.Sync(context.Background())
+	if _, f := v.Verify(context.Background(), key, "orders"); f != nil {
+		t.Fatalf("a new key after a poll: %v", f)
+	}
+	// Reads come back with time.
+	now = now.Add(time.Second)
+	bogus, _ := apikey.Generate()
+	v.Verify(context.Background(), bogus, "orders")
+	if reads, _ := st.stats(); reads != 21 {
+		t.Fatalf("a second later: %d store reads, want 21", reads)
 	}
 }
 
