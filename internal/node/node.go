@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,6 +83,7 @@ type Node struct {
 	lastReload *admin.ReloadResult
 	verifiers  map[string]*verifier    // by provider fingerprint
 	keys       map[string]*keyVerifier // API keys, by option fingerprint (one in use)
+	retired    []chan struct{}         // retired key verifiers, writing their last use
 	certs      *certLoader
 	state      gateway.State
 	alerts     *alert.Raiser
@@ -285,7 +287,10 @@ loop:
 	n.mu.Lock()
 	for _, kv := range n.keys {
 		kv.cancel()
-		<-kv.done // last-used times written before the store closes
+		n.retired = append(n.retired, kv.done)
+	}
+	for _, done := range n.retired {
+		<-done // last-used times written before the store closes
 	}
 	n.mu.Unlock()
 	n.logger.Info("ztgate stopped")
@@ -383,6 +388,14 @@ func (n *Node) retireVerifiers(cfg *config.Config) {
 			delete(n.verifiers, fp)
 		}
 	}
+	n.retired = slices.DeleteFunc(n.retired, func(done chan struct{}) bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
 	keepKeys := ""
 	if k := cfg.Identity.APIKeys; k != nil && k.Enabled {
 		keepKeys = keysFingerprint(k)
@@ -390,6 +403,7 @@ func (n *Node) retireVerifiers(cfg *config.Config) {
 	for fp, kv := range n.keys {
 		if fp != keepKeys {
 			kv.cancel() // its last-used times are written as it stops
+			n.retired = append(n.retired, kv.done)
 			delete(n.keys, fp)
 		}
 	}

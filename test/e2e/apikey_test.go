@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -289,6 +291,99 @@ func TestAPIKeysAdminAPI(t *testing.T) {
 		if !strings.Contains(trail, want) {
 			t.Errorf("the audit trail lacks %s:\n%s", want, trail)
 		}
+	}
+	if strings.Contains(g.Logs.String(), "DATA RACE") {
+		t.Error("the race detector found a race in the gateway")
+	}
+}
+
+// TestAPIKeysReload: a reload that changes how keys are polled builds the
+// new verifier (every key read) before it serves, so key requests never
+// fail across it; revocation still works after it; a reload that turns API
+// keys off refuses them.
+func TestAPIKeysReload(t *testing.T) {
+	up := newUpstream(t)
+	cfg := apiKeyConfig(up, "ztgate.db", "gw-reload")
+	g := startGatewayIn(t, t.TempDir(), cfg)
+	out, err := runBinary("apikey", "create", "--config", g.CfgPath, "--name", "p", "--service", "orders", "--roles", "Orders.Read", "--expires", "1d", "--json")
+	if err != nil {
+		t.Fatalf("apikey create: %v\n%s", err, out)
+	}
+	var ck createdKey
+	if err := json.Unmarshal([]byte(out), &ck); err != nil {
+		t.Fatal(err)
+	}
+	hdr := map[string]string{"X-API-Key": ck.Key}
+	hash := func() string {
+		_, b, _ := do(t, "GET", g.Admin+"/readyz", "", nil)
+		var r struct {
+			ConfigHash string `json:"config_hash"`
+		}
+		_ = json.Unmarshal(b, &r)
+		return r.ConfigHash
+	}
+	before := hash()
+
+	// Requests flow while the file changes and is reloaded.
+	stop := make(chan struct{})
+	bad := make(chan string, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req, _ := http.NewRequest("GET", g.URL+"/orders/1", nil)
+			req.Header.Set("X-API-Key", ck.Key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				select {
+				case bad <- fmt.Sprintf("%d %s", resp.StatusCode, b):
+				default:
+				}
+			}
+		}
+	}()
+	changed := strings.Replace(cfg, "api_keys: { enabled: true }", "api_keys: { enabled: true, poll_interval: 500ms, max_stale: 5s }", 1)
+	if err := os.WriteFile(g.CfgPath, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", func() bool { return hash() != before })
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	<-done
+	select {
+	case b := <-bad:
+		t.Fatalf("a key request failed across the reload: %s", b)
+	default:
+	}
+
+	if out, err := runBinary("apikey", "revoke", "--config", g.CfgPath, ck.APIKey.ID); err != nil {
+		t.Fatalf("apikey revoke: %v\n%s", err, out)
+	}
+	waitFor(t, "the revocation after the reload", func() bool {
+		s, b, _ := do(t, "GET", g.URL+"/orders/1", "", hdr)
+		return s == 401 && strings.Contains(string(b), "api_key_revoked")
+	})
+
+	before = hash()
+	off := strings.Replace(cfg, "api_keys: { enabled: true }", "api_keys: { enabled: false }", 1)
+	if err := os.WriteFile(g.CfgPath, []byte(off), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", func() bool { return hash() != before })
+	if s, b, _ := do(t, "GET", g.URL+"/orders/1", "", map[string]string{"Authorization": "ApiKey " + ck.Key}); s != 401 || decodeError(t, b).Reason != "missing_credentials" {
+		t.Fatalf("API keys off: got %d %s, want 401 missing_credentials", s, b)
 	}
 	if strings.Contains(g.Logs.String(), "DATA RACE") {
 		t.Error("the race detector found a race in the gateway")
