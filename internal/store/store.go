@@ -269,6 +269,14 @@ func (s *DB) queryRow(ctx context.Context, stmt string, args ...any) *sql.Row {
 
 func (s *DB) migrate(ctx context.Context) error {
 	steps := migrations[s.dialect]
+	// Up to date (the common case: a command opening a gateway's store):
+	// nothing to write, so no write lock to wait for. A SQLite transaction
+	// that reads and then writes fails at once (SQLITE_BUSY) when another
+	// process, a running gateway, wrote in between.
+	var v int
+	if err := s.db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err == nil && v == len(steps) {
+		return nil
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -283,7 +291,7 @@ func (s *DB) migrate(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	var v int
+	v = 0
 	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {

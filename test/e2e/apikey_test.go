@@ -12,11 +12,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ztgate/ztgate/internal/store/pgtest"
 )
 
 // apiKeyConfig is a gateway with API keys, two services and its store at
-// dsn (shared by every node given the same one).
+// dsn (shared by every node given the same one): a SQLite file, or a
+// postgres:// URL.
 func apiKeyConfig(up *upstream, dsn, node string) string {
+	driver := "sqlite"
+	if strings.HasPrefix(dsn, "postgres://") {
+		driver = "postgres"
+	}
 	return fmt.Sprintf(`listen:
   address: "127.0.0.1:0"
   shutdown_timeout: 5s
@@ -24,7 +31,7 @@ admin:
   address: "127.0.0.1:0"
 identity:
   api_keys: { enabled: true }
-store: { dsn: %q }
+store: { driver: %s, dsn: %q }
 audit: { node: %s, hmac_key: e2e-key }
 services:
   - name: orders
@@ -42,7 +49,7 @@ services:
       - name: read-billing
         match: { path: "/billing/**" }
         allow: { authenticated: true }
-`, dsn, node, up.URL, up.URL)
+`, driver, dsn, node, up.URL, up.URL)
 }
 
 // createdKey is what ztgate apikey create --json prints.
@@ -79,13 +86,18 @@ func listKeys(t *testing.T, cfg string) map[string]listedKey {
 }
 
 // TestAPIKeys drives API keys end to end: made with the command line,
-// used against two running gateway nodes sharing one store, refused where
-// the key does not reach, revoked with the command line while both run,
-// and accounted for in apikey list and the audit trail. The upstream never
-// sees a key, nor a request that was refused.
+// used against two running gateway nodes sharing one store (a SQLite file,
+// then a PostgreSQL server), refused where the key does not reach, revoked
+// with the command line while both run, and accounted for in apikey list
+// and the audit trail. The upstream never sees a key, nor a request that
+// was refused.
 func TestAPIKeys(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testAPIKeys(t, filepath.Join(t.TempDir(), "ztgate.db")) })
+	t.Run("postgres", func(t *testing.T) { testAPIKeys(t, pgtest.DSN(t)) })
+}
+
+func testAPIKeys(t *testing.T, dsn string) {
 	up := newUpstream(t)
-	dsn := filepath.Join(t.TempDir(), "ztgate.db")
 	g1 := startGatewayIn(t, t.TempDir(), apiKeyConfig(up, dsn, "gw1"))
 	g2 := startGatewayIn(t, t.TempDir(), apiKeyConfig(up, dsn, "gw2"))
 
