@@ -40,6 +40,11 @@ var forbidden = []struct {
 	{pkg: "internal/config", deny: []string{"internal/gateway"}, why: "gateway is built from config, never the reverse"},
 	{pkg: "internal/secrets", deny: []string{"internal/gateway"}, why: "gateway calls secrets, never the reverse"},
 	{pkg: "internal/audit", deny: []string{"internal/gateway"}, why: "gateway writes audit events, never the reverse"},
+	{
+		pkg:  "internal/apikey",
+		deny: []string{"net/http", "internal/store", "internal/authn", "internal/gateway"},
+		why:  "the key format and record are shared by the store, authn, the admin API and the CLI; it depends on none of them",
+	},
 }
 
 // listed is one package as printed by go list -json.
