@@ -1,6 +1,7 @@
 // Package admin serves the control plane's HTTP API on its own listener:
-// liveness, readiness with details, Prometheus metrics and explanations of
-// policy decisions. API routes take JSON only.
+// liveness, readiness with details, Prometheus metrics, explanations of
+// policy decisions, the audit trail and alerts, and API key management.
+// API routes take JSON only; see guard for who may call them.
 package admin
 
 import (
@@ -85,6 +86,11 @@ type Deps struct {
 	Alerts   AlertsFunc
 	Audit    AuditFunc // nil: no store
 	Blocks   Blocks    // nil: no detection state
+	APIKeys  APIKeys   // nil: no store
+	// Token returns admin.token as configured now ("" when unset).
+	Token func() string
+	// Loopback reports that the admin listener is bound to loopback.
+	Loopback bool
 }
 
 // Blocks are the detector's blocks in force.
@@ -110,9 +116,13 @@ func Handler(d Deps) http.Handler {
 		writeJSON(w, code, s)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	// /v1/ needs admin.token when it is set.
+	v1 := func(h http.HandlerFunc) http.HandlerFunc {
+		return guard(d, false, func(w http.ResponseWriter, r *http.Request, _ Caller) { h(w, r) })
+	}
 	// POST /v1/explain {"method","url","token"|"claims","ip","headers"}: the
 	// decision trace for a described request. A token is verified.
-	mux.HandleFunc("POST /v1/explain", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /v1/explain", v1(func(w http.ResponseWriter, r *http.Request) {
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 			writeJSON(w, http.StatusUnsupportedMediaType, apiError{Error: "send JSON (Content-Type: application/json)", Reason: "unsupported_media_type"})
 			return
@@ -130,9 +140,9 @@ func Handler(d Deps) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
-	})
+	}))
 	// GET /v1/alerts?since=24h
-	mux.HandleFunc("GET /v1/alerts", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/alerts", v1(func(w http.ResponseWriter, r *http.Request) {
 		since := 24 * time.Hour
 		if v := r.URL.Query().Get("since"); v != "" {
 			d, err := time.ParseDuration(v)
@@ -151,9 +161,9 @@ func Handler(d Deps) http.Handler {
 			as = []alert.Alert{}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"alerts": as})
-	})
+	}))
 	// GET /v1/audit/events?since=1h&decision=deny&identity=X&route=svc/route&limit=100&after=CURSOR
-	mux.HandleFunc("GET /v1/audit/events", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/audit/events", v1(func(w http.ResponseWriter, r *http.Request) {
 		if d.Audit == nil {
 			writeJSON(w, http.StatusNotFound, apiError{Error: "no store configured: there is no audit trail", Reason: "no_store"})
 			return
@@ -176,10 +186,11 @@ func Handler(d Deps) http.Handler {
 			out["next"] = next
 		}
 		writeJSON(w, http.StatusOK, out)
-	})
+	}))
+	apiKeyRoutes(mux, d)
 	// GET /v1/blocks: the blocks in force. DELETE /v1/blocks/{kind}/{key}
-	// lifts one (audited).
-	mux.HandleFunc("GET /v1/blocks", func(w http.ResponseWriter, r *http.Request) {
+	// lifts one (audited; guarded like key management).
+	mux.HandleFunc("GET /v1/blocks", v1(func(w http.ResponseWriter, r *http.Request) {
 		if d.Blocks == nil {
 			writeJSON(w, http.StatusNotFound, apiError{Error: "no detection state", Reason: "no_blocks"})
 			return
@@ -189,8 +200,8 @@ func Handler(d Deps) http.Handler {
 			bs = []detect.Block{}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"blocks": bs})
-	})
-	mux.HandleFunc("DELETE /v1/blocks/{kind}/{key}", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("DELETE /v1/blocks/{kind}/{key}", guard(d, true, func(w http.ResponseWriter, r *http.Request, c Caller) {
 		if d.Blocks == nil {
 			writeJSON(w, http.StatusNotFound, apiError{Error: "no detection state", Reason: "no_blocks"})
 			return
@@ -200,7 +211,7 @@ func Handler(d Deps) http.Handler {
 			writeJSON(w, http.StatusBadRequest, apiError{Error: "kind must be ip, identity or api_key", Reason: "bad_request"})
 			return
 		}
-		had, err := d.Blocks.Lift(r.Context(), kind, key, "admin-api@"+r.RemoteAddr)
+		had, err := d.Blocks.Lift(r.Context(), kind, key, c.Name+"@"+c.SrcIP)
 		switch {
 		case err != nil:
 			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error(), Reason: "blocks_unavailable"})
@@ -209,7 +220,7 @@ func Handler(d Deps) http.Handler {
 		default:
 			writeJSON(w, http.StatusOK, map[string]any{"lifted": map[string]string{"kind": kind, "key": key}})
 		}
-	})
+	}))
 	return withRequestID(mux)
 }
 

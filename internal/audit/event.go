@@ -14,10 +14,12 @@ import (
 )
 
 // Event is one audited request, shaped after Microsoft Sentinel's ASIM
-// WebSession schema (EventType ApiRequest). It never holds a raw token.
+// WebSession schema (EventType ApiRequest), or one change made on the
+// control plane (EventType Admin: Object names what changed, Identity who
+// changed it). It never holds a raw token or key.
 type Event struct {
 	Time          time.Time `json:"time"`
-	EventType     string    `json:"event_type"` // ApiRequest
+	EventType     string    `json:"event_type"` // ApiRequest | Admin
 	RequestID     string    `json:"request_id"`
 	Result        string    `json:"result"`         // Success | Failure
 	ResultDetails string    `json:"result_details"` // the reason code
@@ -47,6 +49,7 @@ type Event struct {
 	RequestBytes  int64     `json:"request_bytes"`
 	DurationMS    float64   `json:"duration_ms"` // until the response headers
 	Node          string    `json:"node"`
+	Object        string    `json:"object,omitempty"` // Admin: what changed, e.g. api_key/<id>
 }
 
 // Record is an event in its node's chain.

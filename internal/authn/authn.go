@@ -17,14 +17,17 @@ import (
 // Failure is a refused authentication. Reason is a stable machine-readable
 // code; Description is safe to show the client; Err is for the log only.
 type Failure struct {
-	Status      int // 401, or 503 when keys (or a current CRL) are unavailable
+	Status      int // 401; 403 for an API key used on another service; 503 when keys (or a current CRL) are unavailable
 	Reason      string
 	Description string
 	Err         error
+	// Scheme is the authentication scheme to challenge with (""
+	// means Bearer).
+	Scheme string
 	// Identity is the refused caller when its credential was genuine but
-	// is not accepted (a revoked or expired certificate of a trusted CA, a
-	// workload of another trust domain), for the audit event. It never
-	// admits a request.
+	// is not accepted (a revoked, expired or misplaced API key; a revoked
+	// or expired certificate of a trusted CA, a workload of another trust
+	// domain), for the audit event. It never admits a request.
 	Identity *identity.Identity
 }
 
@@ -107,7 +110,9 @@ type Authenticator struct {
 	verifiers []Verifier
 	caching   []cachingVerifier
 	maxToken  int
-	mtls      *MTLS // nil: client certificates name no one
+	mtls      *MTLS    // nil: client certificates name no one
+	keys      *APIKeys // nil: API keys are not accepted
+	keyHeader string
 }
 
 // NewAuthenticator returns an authenticator over the given verifiers.
@@ -132,15 +137,26 @@ func (a *Authenticator) WithMTLS(m *MTLS) *Authenticator {
 // MTLS returns the client certificate verifier, nil without one.
 func (a *Authenticator) MTLS() *MTLS { return a.mtls }
 
-// Authenticate verifies the request's credentials. It never lets a request
-// through on error: every path without a verified credential returns a
-// Failure.
+// UseAPIKeys makes the authenticator accept API keys, checked by v, in
+// the Authorization header with the ApiKey scheme or alone in header. Call
+// it before the authenticator is used.
+func (a *Authenticator) UseAPIKeys(v *APIKeys, header string) {
+	if header == "" {
+		header = DefaultAPIKeyHeader
+	}
+	a.keys, a.keyHeader = v, header
+}
+
+// Authenticate verifies the request's credentials for a route of service.
+// It never lets a request through on error: every path without a verified
+// credential returns a Failure.
 //
 // With mTLS, a client certificate, when presented, must verify, whatever
-// else the request carries. A bearer token, when present, is the caller;
-// the verified certificate's workload rides along in the identity's
-// ClientCert. Without a token, the certificate's workload is the caller.
-func (a *Authenticator) Authenticate(r *http.Request) (*identity.Identity, *Failure) {
+// else the request carries. An API key (which must be bound to service) is
+// then the caller; else a bearer token, when present, is the caller, with
+// the verified certificate's workload riding along in the identity's
+// ClientCert. Without either, the certificate's workload is the caller.
+func (a *Authenticator) Authenticate(r *http.Request, service string) (*identity.Identity, *Failure) {
 	var workload *identity.Identity
 	if a.mtls != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		id, f := a.mtls.Verify(r.TLS.PeerCertificates)
@@ -148,6 +164,15 @@ func (a *Authenticator) Authenticate(r *http.Request) (*identity.Identity, *Fail
 			return nil, f
 		}
 		workload = id
+	}
+	if a.keys != nil {
+		key, found, f := apiKeyFrom(r, a.keyHeader)
+		if f != nil {
+			return nil, f
+		}
+		if found {
+			return a.keys.Verify(r.Context(), key, service)
+		}
 	}
 	token, f := BearerToken(r)
 	if f != nil {

@@ -411,7 +411,7 @@ func FuzzVerify(f *testing.F) {
 		}
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Header.Set("Authorization", "Bearer "+token)
-		if id, fl := a.Authenticate(r); (id == nil) == (fl == nil) {
+		if id, fl := a.Authenticate(r, ""); (id == nil) == (fl == nil) {
 			t.Fatalf("Authenticate: got identity %v and failure %v", id, fl)
 		}
 	})

@@ -472,7 +472,7 @@ func TestAuthenticateWithClientCert(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			id, f := tt.a.Authenticate(tt.r)
+			id, f := tt.a.Authenticate(tt.r, "orders")
 			if tt.reason != "" {
 				if f == nil || f.Reason != tt.reason {
 					t.Fatalf("got %+v, %v; want failure %s", id, f, tt.reason)
@@ -496,7 +496,7 @@ func TestAuthenticateWithClientCert(t *testing.T) {
 	}
 	// Regression: attaching the certificate to a token's identity must not
 	// change the identity the token cache shares with other requests.
-	id, _ := withTokens.Authenticate(req(nil, "Bearer "+token))
+	id, _ := withTokens.Authenticate(req(nil, "Bearer "+token), "orders")
 	if id.ClientCert != nil {
 		t.Fatalf("a cached token identity carries client cert %q from an earlier request", id.ClientCert.ID)
 	}

@@ -1,5 +1,6 @@
-// Package cli defines ztgate's command line: serve, check, schema, demo and
-// version. Commands parse flags and call into the packages that do the work.
+// Package cli defines ztgate's command line: serve, check, explain, policy,
+// audit, alerts, apikey, schema, demo and version. Commands parse flags and
+// call into the packages that do the work.
 package cli
 
 import (
@@ -51,7 +52,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), checkCmd(), explainCmd(), policyCmd(), auditCmd(), alertsCmd(), blocksCmd(), schemaCmd(), demoCmd(), versionCmd())
+	root.AddCommand(serveCmd(), checkCmd(), explainCmd(), policyCmd(), auditCmd(), alertsCmd(), blocksCmd(), apikeyCmd(), schemaCmd(), demoCmd(), versionCmd())
 	return root
 }
 

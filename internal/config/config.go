@@ -18,9 +18,9 @@ import (
 // Config is the whole configuration file.
 type Config struct {
 	Listen    Listen    `yaml:"listen" doc:"The data plane listener: where clients connect."`
-	Admin     Admin     `yaml:"admin" doc:"The admin listener: health, readiness and metrics. Keep it on a private address."`
+	Admin     Admin     `yaml:"admin" doc:"The admin listener: health, readiness, metrics and the admin API. Keep it on a private address."`
 	Identity  Identity  `yaml:"identity" doc:"Who may call: identity providers whose tokens the gateway verifies."`
-	Store     *Store    `yaml:"store" doc:"Durable state: audit events. Absent: decisions are only logged, not audited."`
+	Store     *Store    `yaml:"store" doc:"Durable state: audit events, alerts, quotas and API keys. Absent: decisions are only logged, not audited."`
 	State     State     `yaml:"state" doc:"State shared between gateway nodes (rate limits): local memory, or Redis for many nodes."`
 	Limits    Limits    `yaml:"limits" doc:"Gateway-wide rate limit, applied to every route in addition to service and route limits."`
 	Audit     Audit     `yaml:"audit" doc:"The audit pipeline (with a store)."`
@@ -66,14 +66,15 @@ type ListenTLS struct {
 
 // Admin configures the admin listener.
 type Admin struct {
-	Address string `yaml:"address" default:"127.0.0.1:9090" doc:"host:port of the admin API (/healthz, /readyz, /metrics)."`
+	Address string `yaml:"address" default:"127.0.0.1:9090" doc:"host:port of the admin API (/healthz, /readyz, /metrics, /v1/...)."`
+	Token   string `yaml:"token" doc:"Bearer token the admin API's /v1/ endpoints require (Authorization: Bearer TOKEN); at least 32 characters, use a ${secret:...} reference. Without it, key management (/v1/apikeys) answers only on a loopback admin listener, to loopback callers."`
 }
 
 // Identity configures how callers prove who they are.
 type Identity struct {
 	Providers []Provider `yaml:"providers" doc:"Token issuers the gateway trusts."`
 	MTLS      *MTLS      `yaml:"mtls" doc:"Workload identity from client certificates (mTLS); needs listen.tls with client_auth optional or require."`
-	APIKeys   *APIKeys   `yaml:"api_keys" unsupported:"true" doc:"Scoped API keys."`
+	APIKeys   *APIKeys   `yaml:"api_keys" doc:"Scoped API keys (ztk_...) for callers that cannot use OAuth, made with ztgate apikey create; each opens one service."`
 }
 
 // Provider is one trusted token issuer.
@@ -122,7 +123,10 @@ type MTLS struct {
 
 // APIKeys configures scoped API keys.
 type APIKeys struct {
-	Enabled bool `yaml:"enabled" doc:"Accept ztk_ API keys."`
+	Enabled      bool     `yaml:"enabled" doc:"Accept API keys, sent as Authorization: ApiKey ztk_... or in header (never in the query string). Keys are kept in the store (required)."`
+	Header       string   `yaml:"header" default:"X-API-Key" doc:"Header that may carry a key instead of Authorization. Never forwarded to an upstream."`
+	PollInterval Duration `yaml:"poll_interval" default:"1s" doc:"How often each gateway reads created and revoked keys from the store: a revocation takes effect on every node within about this long."`
+	MaxStale     Duration `yaml:"max_stale" default:"10s" doc:"How long verified keys keep serving while the store cannot be read; after it, API key requests are refused (503 api_keys_unavailable)."`
 }
 
 // Store configures durable state.

@@ -163,6 +163,20 @@ func TestLoadErrors(t *testing.T) {
 		{"entra multi-tenant without allowed_tenants", withEntra("72f988bf-86f1-41af-91ab-2d7cd011db47", "organizations"), []string{"missing \"allowed_tenants\" for tenant organizations"}},
 		{"entra allowed_tenants on a single tenant", withEntra(" }", ", allowed_tenants: [72f988bf-86f1-41af-91ab-2d7cd011db47] }"), []string{"allowed_tenants is only for multi-tenant providers"}},
 		{"entra http authority", withEntra(" }", ", authority_host: http://login.example }"), []string{"authority_host: \"http://login.example\" must use https"}},
+		{"api keys enabled", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true, header: X-Partner-Key, poll_interval: 500ms, max_stale: 5s }\n", 1) + "store: { dsn: x.db }\n", nil},
+		{"api keys without a store", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true }\n", 1), []string{"x.yaml:3:24: identity.api_keys.enabled: API keys are kept in the store: configure store"}},
+		{"api keys disabled without a store", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: false }\n", 1), nil},
+		{"api key header Authorization", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true, header: authorization }\n", 1) + "store: { dsn: x.db }\n", []string{"x.yaml:3:38: identity.api_keys.header: \"authorization\" cannot carry API keys"}},
+		{"api key header Cookie", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true, header: Cookie }\n", 1) + "store: { dsn: x.db }\n", []string{"identity.api_keys.header: \"Cookie\" cannot carry API keys"}},
+		{"api key header forwarded", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true, header: X-Forwarded-Key }\n", 1) + "store: { dsn: x.db }\n", []string{"cannot carry API keys"}},
+		{"api key header with underscore", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true, header: X_API_Key }\n", 1) + "store: { dsn: x.db }\n", []string{"cannot carry API keys"}},
+		{"api key header not a token", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true, header: \"X API Key\" }\n", 1) + "store: { dsn: x.db }\n", []string{"identity.api_keys.header: bad header name \"X API Key\""}},
+		{"api key poll too fast", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true, poll_interval: 10ms }\n", 1) + "store: { dsn: x.db }\n", []string{"identity.api_keys.poll_interval: must be between 100ms and 1m"}},
+		{"api key max_stale under two polls", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true, poll_interval: 5s, max_stale: 6s }\n", 1) + "store: { dsn: x.db }\n", []string{"identity.api_keys.max_stale: must be at least twice poll_interval"}},
+		{"api key unknown key", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true, query_param: key }\n", 1) + "store: { dsn: x.db }\n", []string{"identity.api_keys.query_param: unknown key"}},
+		{"rate limit api_key part", base + "        rate_limit: { key: api_key, limit: 1, per: 1m }\n", []string{"bad key part \"api_key\": use identity"}},
+		{"admin token too short", base + "admin: { token: short }\n", []string{"x.yaml:12:17: admin.token: the admin token must be at least 32"}},
+		{"admin token ok", base + "admin: { token: 0123456789abcdef0123456789abcdef }\n", nil},
 		{"tenant on oidc", strings.Replace(base, "audiences: [api]", "audiences: [api], tenant: common", 1), []string{"providers[0].tenant: tenant is only for type entra"}},
 		{"mtls valid", withMTLS("", ""), nil},
 		{"mtls valid with require and a client CA", withMTLS("client_auth: optional", "client_auth: require, client_ca_file: ca.pem"), nil},
@@ -439,12 +453,12 @@ func TestSchemaCoversEverySupportedKey(t *testing.T) {
 	// Every key the decoder accepts appears in the reference, and no
 	// reserved (unsupported) key does.
 	ref := Reference()
-	for _, k := range []string{"`listen.address`", "`services[].routes[].allow.any_of`", "`services[].timeouts.overall`", "`identity.providers[].audiences`", "`identity.mtls.trust_bundle`", "`services[].routes[].allow.workloads`", "`services[].inject.headers`", "`services[].routes[].inject.basic_auth.password`", "`secrets.max_stale`", "`secrets.providers[].credential`"} {
+	for _, k := range []string{"`listen.address`", "`services[].routes[].allow.any_of`", "`services[].timeouts.overall`", "`identity.providers[].audiences`", "`identity.mtls.trust_bundle`", "`services[].routes[].allow.workloads`", "`services[].inject.headers`", "`services[].routes[].inject.basic_auth.password`", "`secrets.max_stale`", "`secrets.providers[].credential`", "`identity.api_keys.header`", "`admin.token`"} {
 		if !strings.Contains(ref, k) {
 			t.Errorf("reference lacks %s", k)
 		}
 	}
-	for _, k := range []string{"dlp", "api_keys"} {
+	for _, k := range []string{"dlp"} {
 		if strings.Contains(ref, k) {
 			t.Errorf("reference documents unsupported key %s", k)
 		}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"regexp"
 	"slices"
@@ -68,6 +69,8 @@ func (c *Config) Validate() error {
 	}
 	v.providers()
 	v.mtls()
+	v.apiKeys()
+	v.adminToken()
 	v.secrets()
 	if c.Policy.Allow != nil {
 		v.rule("policy.allow", c.Policy.Allow)
@@ -238,6 +241,49 @@ func (v *validator) groupOverage(path string, p Provider) {
 	}
 	if g.CacheSize < 1 || g.CacheSize > 1_000_000 {
 		v.errorf(path+".cache_size", "must be between 1 and 1000000")
+	}
+}
+
+// apiKeyHeaderRE is an HTTP field name (RFC 9110 token).
+var apiKeyHeaderRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+
+// apiKeyReservedHeaders cannot carry API keys: they mean something else to
+// clients, proxies or the gateway.
+var apiKeyReservedHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "Host", "Connection", "Content-Length",
+	"Content-Type", "Transfer-Encoding", "Te", "Trailer", "Upgrade", "Keep-Alive", "Proxy-Connection", "Forwarded",
+	"X-Request-Id", "X-Client-Request-Id"}
+
+func (v *validator) apiKeys() {
+	k := v.c.Identity.APIKeys
+	if k == nil {
+		return
+	}
+	const path = "identity.api_keys"
+	if k.Enabled && v.c.Store == nil {
+		v.errorf(path+".enabled", "API keys are kept in the store: configure store")
+	}
+	canon := textproto.CanonicalMIMEHeaderKey(k.Header)
+	switch {
+	case !apiKeyHeaderRE.MatchString(k.Header):
+		v.errorf(path+".header", "bad header name %q", k.Header)
+	case slices.Contains(apiKeyReservedHeaders, canon) || strings.HasPrefix(canon, "X-Forwarded-") || strings.HasPrefix(canon, "X-Ztgate-") || strings.Contains(k.Header, "_"):
+		v.errorf(path+".header", "%q cannot carry API keys: choose a header of its own, such as X-API-Key", k.Header)
+	}
+	if d := k.PollInterval.D(); d < 100*time.Millisecond || d > time.Minute {
+		v.errorf(path+".poll_interval", "must be between 100ms and 1m")
+	}
+	if d := k.MaxStale.D(); d < 2*k.PollInterval.D() || d > 10*time.Minute {
+		v.errorf(path+".max_stale", "must be at least twice poll_interval and at most 10m")
+	}
+}
+
+func (v *validator) adminToken() {
+	t := v.c.Admin.Token
+	if t == "" {
+		return
+	}
+	if len(t) < 32 || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		v.errorf("admin.token", "the admin token must be at least 32 printable characters without spaces (use a ${secret:...} reference)")
 	}
 }
 
@@ -816,7 +862,7 @@ func (v *validator) keyParts(path, key string) {
 		case strings.HasPrefix(part, "header:") && len(part) > len("header:"):
 		case strings.HasPrefix(part, "claim:") && len(part) > len("claim:"):
 		case part == "api_key":
-			v.errorf(path, "api_key is not supported by this version of ztgate yet (API keys are not)")
+			v.errorf(path, "bad key part \"api_key\": use identity, which counts each API key on its own (api_key/<id>)")
 		default:
 			v.errorf(path, "bad key part %q: want identity, app, tenant, ip, header:NAME or claim:NAME, joined with +", part)
 		}

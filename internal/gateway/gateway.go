@@ -104,10 +104,14 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 		}
 		rt.geo = db
 	}
+	keyHeader := "" // the header API keys come in, never forwarded
+	if k := cfg.Identity.APIKeys; k != nil && k.Enabled {
+		keyHeader = k.Header
+	}
 	policies := make([][]*entry, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
-		up, err := newUpstream(s, set.Header(), logger, track)
+		up, err := newUpstream(s, set.Header(), keyHeader, logger, track)
 		if err != nil {
 			rt.Close()
 			return nil, err
@@ -462,9 +466,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	if e.requireCert && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
 		return authnError(errCertRequired)
 	}
-	id, f := rt.authn.Authenticate(r)
+	id, f := rt.authn.Authenticate(r, e.service)
 	if f != nil {
-		ev.id = f.Identity // a genuine but refused certificate is named in the audit event
+		ev.id = f.Identity // a genuine credential refused (a revoked API key or certificate): who it was
 		return authnError(f)
 	}
 	ev.id = id
@@ -480,6 +484,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 
 	if b, ok := rt.detect.Blocked("identity", id.Key()); ok {
 		return blockedError(b)
+	}
+	if id.Type == identity.APIKey {
+		if b, ok := rt.detect.Blocked("api_key", id.Subject); ok {
+			return blockedError(b)
+		}
 	}
 
 	d := &st.decision
@@ -631,7 +640,9 @@ func blockedError(b detect.Block) *httpError {
 
 func authnError(f *authn.Failure) *httpError {
 	he := &httpError{Code: f.Status, Reason: f.Reason, Public: f.Description, Err: f.Err, Header: http.Header{}}
-	if f.Status == http.StatusUnauthorized {
+	if f.Status == http.StatusUnauthorized && f.Scheme == authn.SchemeAPIKey {
+		he.Header.Set("WWW-Authenticate", authn.SchemeAPIKey+` realm="ztgate"`)
+	} else if f.Status == http.StatusUnauthorized {
 		// RFC 6750 §3: no error attribute when no credentials were sent,
 		// nor when the client certificate, not a token, was refused.
 		v := `Bearer realm="ztgate"`

@@ -12,11 +12,13 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/inject"
 	"github.com/ztgate/ztgate/internal/secrets"
@@ -36,6 +38,7 @@ type upstream struct {
 	// assertHeader is the identity assertion header: a client's copies
 	// are removed on every service, asserting or not.
 	assertHeader string
+	keyHeader    string // "" without API keys
 }
 
 // clientCert is the gateway's client certificate for an upstream, read
@@ -70,7 +73,7 @@ func (c *clientCert) current() (*tls.Certificate, error) {
 	return cert, nil
 }
 
-func newUpstream(s *config.Service, assertHeader string, logger *slog.Logger, track inject.Tracker) (*upstream, error) {
+func newUpstream(s *config.Service, assertHeader, keyHeader string, logger *slog.Logger, track inject.Tracker) (*upstream, error) {
 	target, err := url.Parse(s.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("service %s: upstream: %w", s.Name, err)
@@ -137,6 +140,7 @@ func newUpstream(s *config.Service, assertHeader string, logger *slog.Logger, tr
 		fwdAuthz:     s.ForwardAuthorization,
 		cert:         cc,
 		assertHeader: assertHeader,
+		keyHeader:    keyHeader,
 	}
 	if cc != nil {
 		cc.onRotate = tr.CloseIdleConnections
@@ -201,8 +205,14 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	out.Host = u.target.Host // the client's Host never picks the upstream
 	stripSpoofable(out.Header)
 	inject.StripHeader(out.Header, u.assertHeader)
-	if !u.fwdAuthz {
+	if !u.fwdAuthz || slices.ContainsFunc(out.Header.Values("Authorization"), authn.IsAPIKeyAuthorization) {
+		// forward_authorization passes on a caller's token, never an API
+		// key: the key is the gateway's to check, and the upstream's to
+		// never see.
 		out.Header.Del("Authorization")
+	}
+	if u.keyHeader != "" {
+		out.Header.Del(u.keyHeader)
 	}
 	pr.SetXForwarded()
 	out.Header.Set(headerRequestID, st.requestID)

@@ -50,6 +50,8 @@ type Identity struct {
 	// workload it names: the caller itself when Type is Workload, else the
 	// workload whose connection carried the bearer token. Nil without one.
 	ClientCert *ClientCert
+	// Service is, for an API key, the one service it is bound to.
+	Service string
 }
 
 // ClientCert is a verified client certificate and the workload it names.
@@ -70,6 +72,9 @@ type ClientCert struct {
 func (id *Identity) Key() string {
 	if id.Type == Workload {
 		return id.Subject // a workload ID names its trust domain or its source
+	}
+	if id.Type == APIKey {
+		return "api_key/" + id.Subject
 	}
 	if id.Tenant != "" && id.ObjectID != "" {
 		return id.Tenant + "/" + id.ObjectID

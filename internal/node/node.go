@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -94,7 +95,9 @@ type Node struct {
 	depStamp   string // identity.mtls's files as last loaded (see depStamp)
 	loadedAt   time.Time
 	lastReload *admin.ReloadResult
-	verifiers  map[string]*verifier // by provider fingerprint
+	verifiers  map[string]*verifier    // by provider fingerprint
+	keys       map[string]*keyVerifier // API keys, by option fingerprint (one in use)
+	retired    []chan struct{}         // retired key verifiers, writing their last use
 	certs      *certLoader
 	state      gateway.State
 	alerts     *alert.Raiser
@@ -109,6 +112,12 @@ type verifier struct {
 	cancel context.CancelFunc
 }
 
+type keyVerifier struct {
+	keys   *authn.APIKeys
+	cancel context.CancelFunc
+	done   chan struct{} // closed when its last-used times are written
+}
+
 // Run loads the configuration at path and serves until ctx ends or SIGTERM /
 // SIGINT arrives, then drains in-flight requests.
 func Run(ctx context.Context, path string, opts Options) error {
@@ -118,7 +127,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if opts.WatchInterval == 0 {
 		opts.WatchInterval = 2 * time.Second
 	}
-	n := &Node{path: path, opts: opts, logger: opts.Logger, verifiers: map[string]*verifier{}}
+	n := &Node{path: path, opts: opts, logger: opts.Logger, verifiers: map[string]*verifier{}, keys: map[string]*keyVerifier{}}
 	cfg, sum, err := n.load()
 	if err != nil {
 		return err
@@ -251,8 +260,22 @@ func Run(ctx context.Context, path string, opts Options) error {
 			MaxReceiveBufferPerStream: 1 << 20,
 		},
 	}
+	deps := admin.Deps{Gatherer: n.reg, Status: n.status, Explain: n.explain, Alerts: n.listAlerts, Audit: n.auditQuery(),
+		Blocks: n.blocks, Token: n.adminToken, Loopback: isLoopbackAddr(adminLn.Addr())}
+	if st != nil {
+		keyAdmin := &APIKeyAdmin{Store: st, Config: n.config}
+		if pipeline != nil {
+			keyAdmin.Record = func(ctx context.Context, ev audit.Event) error {
+				return pipeline.Record(ctx, ev, n.config().Audit.WriteTimeout.D())
+			}
+		}
+		deps.APIKeys = keyAdmin
+	}
+	if !deps.Loopback && cfg.Admin.Token == "" {
+		n.logger.Warn("the admin listener is not on loopback and admin.token is not set: the admin API's key management (/v1/apikeys) refuses every request", "admin", adminLn.Addr().String())
+	}
 	adm := &http.Server{
-		Handler:           admin.Handler(admin.Deps{Gatherer: n.reg, Status: n.status, Explain: n.explain, Alerts: n.listAlerts, Audit: n.auditQuery(), Blocks: n.blocks}),
+		Handler:           admin.Handler(deps),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          errLog,
 	}
@@ -317,6 +340,15 @@ loop:
 	}
 	_ = adm.Shutdown(shutCtx)
 	n.gw.Runtime().Close()
+	n.mu.Lock()
+	for _, kv := range n.keys {
+		kv.cancel()
+		n.retired = append(n.retired, kv.done)
+	}
+	for _, done := range n.retired {
+		<-done // last-used times written before the store closes
+	}
+	n.mu.Unlock()
 	n.logger.Info("ztgate stopped")
 	return runErr
 }
@@ -380,6 +412,13 @@ func (n *Node) build(ctx context.Context, cfg *config.Config) (*gateway.Runtime,
 		}
 		an.WithMTLS(v)
 	}
+	if k := cfg.Identity.APIKeys; k != nil && k.Enabled {
+		kv, err := n.keyVerifier(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		an.UseAPIKeys(kv.keys, k.Header)
+	}
 	return gateway.Build(cfg, an, n.state, n.logger)
 }
 
@@ -413,6 +452,31 @@ func providerKey(p config.Provider) string {
 	return k
 }
 
+func keysFingerprint(k *config.APIKeys) string { return fmt.Sprint(k.PollInterval, k.MaxStale) }
+
+// keyVerifier returns the API key verifier for k, reusing the running one
+// when its options are unchanged. A new one reads every key before it is
+// used, so a reload never serves from an empty cache.
+func (n *Node) keyVerifier(ctx context.Context, k *config.APIKeys) (*keyVerifier, error) {
+	fp := keysFingerprint(k)
+	if kv, ok := n.keys[fp]; ok {
+		return kv, nil
+	}
+	if n.store == nil {
+		return nil, errors.New("identity.api_keys needs a store")
+	}
+	v := authn.NewAPIKeys(n.store, n.logger, authn.APIKeyOptions{Poll: k.PollInterval.D(), MaxStale: k.MaxStale.D()})
+	v.Sync(ctx)
+	if ok, err := v.Ready(); !ok {
+		return nil, fmt.Errorf("identity.api_keys: %w", err)
+	}
+	vctx, cancel := context.WithCancel(ctx)
+	kv := &keyVerifier{keys: v, cancel: cancel, done: make(chan struct{})}
+	go func() { v.Run(vctx); close(kv.done) }()
+	n.keys[fp] = kv
+	return kv, nil
+}
+
 // retireVerifiers stops the verifiers that cfg no longer uses.
 func (n *Node) retireVerifiers(cfg *config.Config) {
 	keep := map[string]bool{}
@@ -423,6 +487,25 @@ func (n *Node) retireVerifiers(cfg *config.Config) {
 		if !keep[fp] {
 			v.cancel()
 			delete(n.verifiers, fp)
+		}
+	}
+	n.retired = slices.DeleteFunc(n.retired, func(done chan struct{}) bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	keepKeys := ""
+	if k := cfg.Identity.APIKeys; k != nil && k.Enabled {
+		keepKeys = keysFingerprint(k)
+	}
+	for fp, kv := range n.keys {
+		if fp != keepKeys {
+			kv.cancel() // its last-used times are written as it stops
+			n.retired = append(n.retired, kv.done)
+			delete(n.keys, fp)
 		}
 	}
 }
@@ -509,6 +592,20 @@ func newSecretCache(logger *slog.Logger, reg prometheus.Registerer, alerts *aler
 	return c
 }
 
+// config returns the configuration in force.
+func (n *Node) config() *config.Config {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cfg
+}
+
+func (n *Node) adminToken() string { return n.config().Admin.Token }
+
+func isLoopbackAddr(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
 func (n *Node) explain(ctx context.Context, req explain.Request) (*explain.Result, error) {
 	rt := n.gw.Runtime()
 	return explain.Explain(ctx, rt.Config(), req, explain.Options{Authenticator: rt.Authenticator()})
@@ -563,6 +660,17 @@ func (n *Node) status() admin.Readiness {
 		if ps := n.secrets.Problems(); len(ps) > 0 {
 			r.Ready = false
 			r.Problems = append(r.Problems, ps...)
+		}
+	}
+	if k := n.cfg.Identity.APIKeys; k != nil && k.Enabled {
+		if kv := n.keys[keysFingerprint(k)]; kv != nil {
+			// Keys were read before the verifier served (keyVerifier). A
+			// store outage later refuses API key requests after max_stale,
+			// shown here, but does not make the node unready: that would
+			// take every node out of service for its other callers too.
+			if ok, err := kv.keys.Ready(); !ok {
+				r.Problems = append(r.Problems, err.Error())
+			}
 		}
 	}
 	if n.lastReload != nil && !n.lastReload.OK {

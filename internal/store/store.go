@@ -85,6 +85,7 @@ var migrations = map[Dialect][]string{
 	CREATE INDEX alerts_time ON alerts (time_ns);`,
 		checkpointsTable("INTEGER"),
 		dropDecisionIndex,
+		apiKeysTables("INTEGER"),
 	},
 	// The body column is TEXT, not JSONB: the chain hashes its exact bytes.
 	Postgres: {
@@ -125,6 +126,7 @@ var migrations = map[Dialect][]string{
 	CREATE INDEX alerts_time ON alerts (time_ns);`,
 		checkpointsTable("BIGINT"),
 		dropDecisionIndex,
+		apiKeysTables("BIGINT"),
 	},
 }
 
@@ -143,6 +145,31 @@ func checkpointsTable(integer string) string {
 		mac     TEXT NOT NULL,
 		time_ns ` + integer + ` NOT NULL
 	);`
+}
+
+// apiKeysTables holds API keys (their hashes, never the keys) and the
+// counter that orders their changes: a creation or revocation takes the
+// next version under the counter row's lock and stamps it on the key in the
+// same transaction, so versions commit in order and a gateway polling
+// "rev > what I have seen" never skips one.
+func apiKeysTables(integer string) string {
+	return `CREATE TABLE api_keys (
+		id           TEXT PRIMARY KEY,
+		name         TEXT NOT NULL,
+		hash         TEXT NOT NULL, -- hex SHA-256 of the key
+		service      TEXT NOT NULL,
+		roles        TEXT NOT NULL, -- JSON list
+		scopes       TEXT NOT NULL, -- JSON list
+		created_ns   ` + integer + ` NOT NULL,
+		created_by   TEXT NOT NULL,
+		expires_ns   ` + integer + ` NOT NULL,
+		revoked_ns   ` + integer + ` NOT NULL DEFAULT 0,
+		last_used_ns ` + integer + ` NOT NULL DEFAULT 0,
+		rev          ` + integer + ` NOT NULL
+	);
+	CREATE INDEX api_keys_rev ON api_keys (rev);
+	CREATE TABLE api_key_version (version ` + integer + ` NOT NULL);
+	INSERT INTO api_key_version (version) VALUES (0);`
 }
 
 // Open opens the store of the given driver ("sqlite" or "postgres").
@@ -252,6 +279,14 @@ func (s *DB) queryRow(ctx context.Context, stmt string, args ...any) *sql.Row {
 
 func (s *DB) migrate(ctx context.Context) error {
 	steps := migrations[s.dialect]
+	// Up to date (the common case: a command opening a gateway's store):
+	// nothing to write, so no write lock to wait for. A SQLite transaction
+	// that reads and then writes fails at once (SQLITE_BUSY) when another
+	// process, a running gateway, wrote in between.
+	var v int
+	if err := s.db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err == nil && v == len(steps) {
+		return nil
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -266,7 +301,7 @@ func (s *DB) migrate(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	var v int
+	v = 0
 	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
