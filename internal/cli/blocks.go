@@ -70,7 +70,7 @@ func blocksCmd() *cobra.Command {
 	}
 	for _, sub := range []*cobra.Command{list, lift} {
 		sub.Flags().StringVarP(&path, "config", "c", "", "configuration file (YAML); its admin.address is called")
-		sub.Flags().StringVar(&adminURL, "admin", "", "the admin API's URL instead (e.g. http://127.0.0.1:9090)")
+		sub.Flags().StringVar(&adminURL, "admin", "", "the admin API's URL (e.g. http://127.0.0.1:9090) instead of the configuration's admin.address; admin.token is sent when --config names one")
 		c.AddCommand(sub)
 	}
 	return c
@@ -80,6 +80,14 @@ func blocksCmd() *cobra.Command {
 // the configuration at path, and decodes a JSON answer into out (when not
 // nil).
 func adminCall(cmd *cobra.Command, path, base, method, p string, out any) error {
+	token := ""
+	if path != "" {
+		cfg, err := node.LoadConfig(path)
+		if err != nil {
+			return err
+		}
+		token = cfg.Admin.Token
+	}
 	if base == "" {
 		if path == "" {
 			return fmt.Errorf("give --config FILE (its admin.address is called) or --admin URL")
@@ -103,6 +111,9 @@ func adminCall(cmd *cobra.Command, path, base, method, p string, out any) error 
 	req, err := http.NewRequestWithContext(cmd.Context(), method, strings.TrimSuffix(base, "/")+p, nil)
 	if err != nil {
 		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	resp, err := client.Do(req)
