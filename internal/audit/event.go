@@ -31,7 +31,10 @@ type Event struct {
 	ObjectID      string    `json:"object_id,omitempty"`
 	Subject       string    `json:"subject,omitempty"`
 	AppID         string    `json:"app_id,omitempty"`
-	Identity      string    `json:"identity,omitempty"` // stable key (tid/oid or iss|sub)
+	Identity      string    `json:"identity,omitempty"`         // stable key (tid/oid or iss|sub)
+	AuthMethods   []string  `json:"auth_methods,omitempty"`     // the token's amr: how the caller signed in
+	AuthContext   []string  `json:"auth_context,omitempty"`     // the token's acrs: authentication contexts met
+	TokenLifetime int64     `json:"token_lifetime_s,omitempty"` // seconds from the token's iat to its exp
 	SrcIP         string    `json:"src_ip"`
 	UserAgent     string    `json:"user_agent,omitempty"`
 	Method        string    `json:"method"`

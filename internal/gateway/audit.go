@@ -63,6 +63,10 @@ func (g *Gateway) commit(r *http.Request, st *reqState, ev *event, status int, r
 	}
 	if id := ev.id; id != nil {
 		e.IdentityType, e.Tenant, e.ObjectID, e.Subject, e.AppID, e.Identity = string(id.Type), id.Tenant, id.ObjectID, id.Subject, id.AppID, id.Key()
+		e.AuthMethods, e.AuthContext = id.AMR, id.ACRS
+		if !id.IssuedAt.IsZero() && id.ExpiresAt.After(id.IssuedAt) {
+			e.TokenLifetime = int64(id.ExpiresAt.Sub(id.IssuedAt) / time.Second)
+		}
 	}
 	ctx := context.WithoutCancel(r.Context())
 	if err := g.audit.Record(ctx, e, g.auditWait); err != nil {
