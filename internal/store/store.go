@@ -85,6 +85,7 @@ var migrations = map[Dialect][]string{
 	CREATE INDEX alerts_time ON alerts (time_ns);`,
 		checkpointsTable("INTEGER"),
 		dropDecisionIndex,
+		assessmentsTable("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
 	},
 	// The body column is TEXT, not JSONB: the chain hashes its exact bytes.
 	Postgres: {
@@ -125,6 +126,7 @@ var migrations = map[Dialect][]string{
 	CREATE INDEX alerts_time ON alerts (time_ns);`,
 		checkpointsTable("BIGINT"),
 		dropDecisionIndex,
+		assessmentsTable("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BIGINT"),
 	},
 }
 
