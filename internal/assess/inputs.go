@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -111,10 +110,8 @@ func secretValues(cfg *config.Config, raw []byte) ([]SecretValue, error) {
 			case v == "":
 				return
 			case path == "store.dsn":
-				if u, err := url.Parse(v); err != nil || u.User == nil || !hasPassword(u) {
-					if !strings.Contains(v, "password=") {
-						return
-					}
+				if !dsnHasPassword(v) {
+					return
 				}
 			case !secretBearing(path):
 				return
@@ -136,9 +133,20 @@ func secretValues(cfg *config.Config, raw []byte) ([]SecretValue, error) {
 	return out, nil
 }
 
-func hasPassword(u *url.URL) bool {
-	_, ok := u.User.Password()
-	return ok
+// dsnHasPassword reports whether a database URL or key=value string
+// carries a password (or a reference standing for one).
+func dsnHasPassword(dsn string) bool {
+	if strings.Contains(dsn, "password=") {
+		return true
+	}
+	_, rest, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return false
+	}
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		return strings.Contains(rest[:at], ":")
+	}
+	return false
 }
 
 // CertInfo is a certificate file the configuration names.

@@ -68,13 +68,17 @@ type RouteTraffic struct {
 // passed reports whether the request reached the upstream.
 func passed(decision string) bool { return decision == "allow" || decision == "would_deny" }
 
-func readTraffic(ctx context.Context, src AuditSource, from, to time.Time, limit int) (*Traffic, error) {
-	t := &Traffic{
+func newTraffic(from, to time.Time, limit int) *Traffic {
+	return &Traffic{
 		From: from, To: to, Limit: limit,
 		Decisions: map[string]int{}, Routes: map[string]*RouteTraffic{}, Nodes: map[string]int{},
 		PolicyVersions: map[string]int{}, IdentityTypes: map[string]int{}, LongLivedIDs: map[string]bool{},
 		Alerts: map[string]int{},
 	}
+}
+
+func readTraffic(ctx context.Context, src AuditSource, from, to time.Time, limit int) (*Traffic, error) {
+	t := newTraffic(from, to, limit)
 	err := src.EachEvent(ctx, from, limit+1, func(e *audit.Event) error {
 		if e.Time.After(to) {
 			return nil
