@@ -63,7 +63,11 @@ func textOn(fill string) string {
 func overviewChart(rep *Report) template.HTML {
 	const label, step, row, top = 210, 96, 26, 22
 	width := label + 4*step + 10
+	hasPrev := rep.Previous != nil
 	height := top + row*len(rep.Pillars) + 8
+	if hasPrev {
+		height += 18
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart overview" role="img" aria-labelledby="overview-title" viewBox="0 0 %d %d" width="%d" height="%d" xmlns="http://www.w3.org/2000/svg">`, width, height, width, height)
 	b.WriteString(`<title id="overview-title">Stage per pillar</title>`)
@@ -85,6 +89,9 @@ func overviewChart(rep *Report) template.HTML {
 			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="4" height="%d" fill="#212121"><title>previous run: %s</title></rect>`, x, y, row-2, *pr.Previous)
 		}
 	}
+	if hasPrev {
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="4" height="12" fill="#212121"/><text x="%d" y="%d" class="axis">previous run</text>`, label, height-14, label+10, height-4)
+	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
 }
@@ -104,7 +111,7 @@ func pillarChart(pr PillarResult) template.HTML {
 		}
 		most = max(most, n)
 	}
-	width := max(label+most*(box+gap), 4*120) + 10
+	width := max(label+most*(box+gap), 4*165) + 10
 	height := ladder + 12 + 3*row + 4
 	step := (width - 10) / 4
 	var b strings.Builder
