@@ -9,6 +9,8 @@ package assess
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -217,6 +219,10 @@ func Gather(ctx context.Context, cfg *config.Config, o Options) (*Inputs, []stri
 		if raw, err = os.ReadFile(cfg.File); err != nil {
 			in.SecretsErr = err.Error()
 		}
+	}
+	if sum := sha256.Sum256(raw); raw != nil && hex.EncodeToString(sum[:6]) != cfg.Hash {
+		in.SecretsErr = "the file differs from the configuration in force (changed since it was loaded)"
+		raw = nil
 	}
 	if raw != nil {
 		sv, err := secretValues(cfg, raw)
