@@ -1,6 +1,6 @@
 // Package admin serves the control plane's HTTP API on its own listener:
-// liveness, readiness with details, Prometheus metrics and explanations of
-// policy decisions. API routes take JSON only.
+// liveness, readiness with details, Prometheus metrics, explanations of
+// policy decisions and the maturity assessment. API routes take JSON only.
 package admin
 
 import (
@@ -83,6 +83,7 @@ type Deps struct {
 	Explain  ExplainFunc
 	Alerts   AlertsFunc
 	Audit    AuditFunc // nil: no store
+	Assess   AssessFunc
 }
 
 // Handler returns the admin API.
@@ -168,6 +169,7 @@ func Handler(d Deps) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+	handleAssess(mux, d.Assess)
 	return withRequestID(mux)
 }
 

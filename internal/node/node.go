@@ -29,6 +29,7 @@ import (
 
 	"github.com/ztgate/ztgate/internal/admin"
 	"github.com/ztgate/ztgate/internal/alert"
+	"github.com/ztgate/ztgate/internal/assess"
 	"github.com/ztgate/ztgate/internal/audit"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
@@ -196,7 +197,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 		},
 	}
 	adm := &http.Server{
-		Handler:           admin.Handler(admin.Deps{Gatherer: n.reg, Status: n.status, Explain: n.explain, Alerts: n.listAlerts, Audit: n.auditQuery()}),
+		Handler:           admin.Handler(admin.Deps{Gatherer: n.reg, Status: n.status, Explain: n.explain, Alerts: n.listAlerts, Audit: n.auditQuery(), Assess: n.assess}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          errLog,
 	}
@@ -388,6 +389,17 @@ func (n *Node) auditQuery() admin.AuditFunc {
 		}
 		return out, next, nil
 	}
+}
+
+// assess assesses the configuration in force against the audit trail.
+func (n *Node) assess(ctx context.Context, since time.Duration, record bool) (*assess.Report, error) {
+	cfg := n.gw.Runtime().Config()
+	raw, _ := os.ReadFile(cfg.File) // assess checks it is the file in force
+	o := assess.Options{Since: since, Name: n.path, Raw: raw, Record: record}
+	if n.store != nil {
+		o.Audit, o.History = n.store, n.store
+	}
+	return assess.Run(ctx, cfg, o)
 }
 
 func (n *Node) listAlerts(ctx context.Context, since time.Time) ([]alert.Alert, error) {
