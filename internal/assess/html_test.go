@@ -163,6 +163,20 @@ func TestHTMLInChromium(t *testing.T) {
 		})
 	}
 
+	t.Run("the README's demo report", func(t *testing.T) {
+		page, err := filepath.Abs("../../docs/assessment-demo.html")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dom, console := openInChromium(t, bin, page)
+		if len(console) > 0 {
+			t.Errorf("console messages, want none:\n%s", strings.Join(console, "\n"))
+		}
+		if !strings.Contains(dom, `id="pillar-governance"`) {
+			t.Error("the DOM has no Governance section")
+		}
+	})
+
 	t.Run("prints", func(t *testing.T) {
 		page := filepath.Join(dir, "strong.html")
 		pdf := filepath.Join(dir, "strong.pdf")

@@ -40,6 +40,7 @@ var forbidden = []struct {
 	{pkg: "internal/config", deny: []string{"internal/gateway"}, why: "gateway is built from config, never the reverse"},
 	{pkg: "internal/secrets", deny: []string{"internal/gateway"}, why: "gateway calls secrets, never the reverse"},
 	{pkg: "internal/audit", deny: []string{"internal/gateway"}, why: "gateway writes audit events, never the reverse"},
+	{pkg: "internal/assess", deny: []string{"internal/gateway", "internal/node"}, why: "the assessment reads the configuration and the store; it never runs the data plane"},
 }
 
 // listed is one package as printed by go list -json.
