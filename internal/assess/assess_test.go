@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -272,5 +274,39 @@ func TestNoStore(t *testing.T) {
 		if !strings.Contains(notes, s) {
 			t.Errorf("notes lack %q: %s", s, notes)
 		}
+	}
+}
+
+// TestEveryConfigInTheRepository: whatever a valid configuration holds,
+// the assessment completes, in every format.
+func TestEveryConfigInTheRepository(t *testing.T) {
+	for _, path := range []string{
+		"../../examples/demo/ztgate.yaml",
+		"../config/testdata/valid.yaml",
+		"../explain/testdata/gateway.yaml",
+	} {
+		t.Run(path, func(t *testing.T) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Parse(path, data, config.Options{
+				Secrets:   func([]config.SecretProvider) (config.SecretResolver, error) { return fakeSecrets{}, nil },
+				LookupEnv: func(name string) (string, bool) { return "env-" + name, true },
+			})
+			if err != nil {
+				t.Skipf("not a configuration this version loads: %v", err)
+			}
+			st := seed(t, goldenNow, demoTraffic)
+			rep, err := Run(context.Background(), cfg, Options{Now: goldenNow, Audit: st, History: st, Record: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, format := range Formats {
+				if err := rep.Write(io.Discard, format); err != nil {
+					t.Errorf("%s: %v", format, err)
+				}
+			}
+		})
 	}
 }
