@@ -9,6 +9,7 @@ cd "$ROOT"
 # (redis-server, postgresql, rsyslog, wrk, ...); each is installed only when missing.
 APT_PACKAGES=(
 	ca-certificates
+	chromium     # the assessment's HTML report opened headless (internal/assess TestHTMLInChromium)
 	redis-server # rate limits shared between gateway nodes (test/e2e/redis_test.go)
 	postgresql   # the PostgreSQL store (internal/store/pgtest starts one per test binary)
 	sqlite3      # tampering with the audit store in test/e2e (TestAuditTrail)

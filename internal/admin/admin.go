@@ -1,7 +1,7 @@
 // Package admin serves the control plane's HTTP API on its own listener:
 // liveness, readiness with details, Prometheus metrics, explanations of
-// policy decisions, the audit trail and alerts, and API key management.
-// API routes take JSON only; see guard for who may call them.
+// policy decisions, the audit trail and alerts, API key management and the
+// maturity assessment. API routes take JSON only; see guard for who may call them.
 package admin
 
 import (
@@ -86,7 +86,8 @@ type Deps struct {
 	Alerts   AlertsFunc
 	Audit    AuditFunc // nil: no store
 	Blocks   Blocks    // nil: no detection state
-	APIKeys  APIKeys   // nil: no store
+	Assess   AssessFunc
+	APIKeys  APIKeys // nil: no store
 	// Token returns admin.token as configured now ("" when unset).
 	Token func() string
 	// Loopback reports that the admin listener is bound to loopback.
@@ -221,6 +222,7 @@ func Handler(d Deps) http.Handler {
 			writeJSON(w, http.StatusOK, map[string]any{"lifted": map[string]string{"kind": kind, "key": key}})
 		}
 	}))
+	handleAssess(mux, d)
 	return withRequestID(mux)
 }
 

@@ -34,10 +34,13 @@ type Event struct {
 	ObjectID      string    `json:"object_id,omitempty"`
 	Subject       string    `json:"subject,omitempty"`
 	AppID         string    `json:"app_id,omitempty"`
-	Identity      string    `json:"identity,omitempty"`    // stable key (tid/oid, iss|sub, or a workload ID)
-	Workload      string    `json:"workload,omitempty"`    // the verified client certificate's workload ID
-	CertSerial    string    `json:"cert_serial,omitempty"` // and its serial number (hex)
-	CertIssuer    string    `json:"cert_issuer,omitempty"` // and its issuing CA
+	Identity      string    `json:"identity,omitempty"`         // stable key (tid/oid, iss|sub, or a workload ID)
+	Workload      string    `json:"workload,omitempty"`         // the verified client certificate's workload ID
+	CertSerial    string    `json:"cert_serial,omitempty"`      // and its serial number (hex)
+	CertIssuer    string    `json:"cert_issuer,omitempty"`      // and its issuing CA
+	AuthMethods   []string  `json:"auth_methods,omitempty"`     // the token's amr: how the caller signed in
+	AuthContext   []string  `json:"auth_context,omitempty"`     // the token's acrs: authentication contexts met
+	TokenLifetime int64     `json:"token_lifetime_s,omitempty"` // seconds from the token's iat to its exp
 	SrcIP         string    `json:"src_ip"`
 	SrcCountry    string    `json:"src_country,omitempty"` // ISO 3166-1 alpha-2, from policy.geoip_database
 	SrcLat        float64   `json:"src_lat,omitempty"`     // with a city database

@@ -218,8 +218,11 @@ func TestEntraIdentities(t *testing.T) {
 				t.Errorf("identity key: got %q, want %q (tid+oid)", got, want)
 			}
 			tt.want.Provider = "corp"
+			if lifetime := id.ExpiresAt.Sub(id.IssuedAt); lifetime != time.Hour {
+				t.Errorf("token lifetime from iat to exp: got %v, want 1h", lifetime)
+			}
 			got := *id
-			got.Claims, got.ExpiresAt = nil, time.Time{}
+			got.Claims, got.ExpiresAt, got.IssuedAt = nil, time.Time{}, time.Time{}
 			if d := cmp.Diff(tt.want, got); d != "" {
 				t.Errorf("identity (-want +got):\n%s", d)
 			}

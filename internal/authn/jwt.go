@@ -285,6 +285,9 @@ func identityFromClaims(provider string, claims map[string]any, exp time.Time) *
 		Claims:             claims,
 		ExpiresAt:          exp,
 	}
+	if iat, ok := numericDate(claims["iat"]); ok {
+		id.IssuedAt = iat
+	}
 	if _, ok := claims["scp"]; !ok {
 		id.Scopes = list("scope")
 	}

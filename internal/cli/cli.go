@@ -52,7 +52,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), checkCmd(), explainCmd(), policyCmd(), auditCmd(), alertsCmd(), blocksCmd(), apikeyCmd(), schemaCmd(), demoCmd(), versionCmd())
+	root.AddCommand(serveCmd(), checkCmd(), explainCmd(), policyCmd(), auditCmd(), alertsCmd(), blocksCmd(), apikeyCmd(), assessCmd(), schemaCmd(), demoCmd(), versionCmd())
 	return root
 }
 

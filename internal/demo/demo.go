@@ -191,6 +191,11 @@ Why was it denied? Every step, route by route and criterion by criterion:
 Policy tests, offline:
   go run ./cmd/ztgate policy test --config examples/demo/ztgate.yaml examples/demo/policy_test.yaml
 
+Where do we stand? A Zero Trust maturity report (CISA ZTMM v2.0) from this configuration and its traffic:
+  go run ./cmd/ztgate assess --config %[5]s --out assessment.html   (or --format md, json)
+  curl -s '%[2]s/v1/assess?format=md'                               (admin API; POST records the run)
+  an example report: docs/assessment-demo.html
+
 Where to see the decisions:
   the audit trail (hash-chained, in SQLite): go run ./cmd/ztgate audit query --config %[5]s
                                              go run ./cmd/ztgate audit verify --config %[5]s

@@ -3,6 +3,7 @@ package demo
 import (
 	"flag"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -26,5 +27,21 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if d := cmp.Diff(string(want), got); d != "" {
 		t.Errorf("%s is stale (-want +got); run go test ./internal/demo -update:\n%s", path, d)
+	}
+}
+
+// TestGuideShowsAssessment: the guide says how to produce the maturity
+// report, on the command line and from the admin API.
+func TestGuideShowsAssessment(t *testing.T) {
+	var b strings.Builder
+	printGuide(&b, Info{GatewayURL: "http://127.0.0.1:8080", AdminURL: "http://127.0.0.1:9090", ConfigFile: "/tmp/d/ztgate.yaml"})
+	for _, want := range []string{
+		"ztgate assess --config /tmp/d/ztgate.yaml --out assessment.html",
+		"curl -s 'http://127.0.0.1:9090/v1/assess?format=md'",
+		"docs/assessment-demo.html",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the guide lacks %q", want)
+		}
 	}
 }

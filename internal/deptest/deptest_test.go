@@ -51,6 +51,7 @@ var forbidden = []struct {
 		deny: []string{"net/http", "internal/store", "internal/authn", "internal/gateway"},
 		why:  "the key format and record are shared by the store, authn, the admin API and the CLI; it depends on none of them",
 	},
+	{pkg: "internal/assess", deny: []string{"internal/gateway", "internal/node"}, why: "the assessment reads the configuration and the store; it never runs the data plane"},
 }
 
 // listed is one package as printed by go list -json.

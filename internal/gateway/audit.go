@@ -66,6 +66,10 @@ func (g *Gateway) commit(r *http.Request, st *reqState, ev *event, status int, r
 		if cc := id.ClientCert; cc != nil {
 			e.Workload, e.CertSerial, e.CertIssuer = cc.ID, cc.Serial, cc.Issuer
 		}
+		e.AuthMethods, e.AuthContext = id.AMR, id.ACRS
+		if !id.IssuedAt.IsZero() && id.ExpiresAt.After(id.IssuedAt) {
+			e.TokenLifetime = int64(id.ExpiresAt.Sub(id.IssuedAt) / time.Second)
+		}
 	}
 	ctx := context.WithoutCancel(r.Context())
 	if err := g.audit.Record(ctx, e, g.auditWait); err != nil {

@@ -29,6 +29,7 @@ type Identity struct {
 	ObjectID string
 	AppID    string // client application (azp, appid or client_id)
 	Name     string
+	IssuedAt time.Time // the token's iat; zero when it has none
 	Roles    []string
 	Scopes   []string
 	Groups   []string

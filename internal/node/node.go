@@ -31,6 +31,7 @@ import (
 
 	"github.com/ztgate/ztgate/internal/admin"
 	"github.com/ztgate/ztgate/internal/alert"
+	"github.com/ztgate/ztgate/internal/assess"
 	"github.com/ztgate/ztgate/internal/audit"
 	"github.com/ztgate/ztgate/internal/audit/export"
 	"github.com/ztgate/ztgate/internal/authn"
@@ -261,7 +262,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 		},
 	}
 	deps := admin.Deps{Gatherer: n.reg, Status: n.status, Explain: n.explain, Alerts: n.listAlerts, Audit: n.auditQuery(),
-		Blocks: n.blocks, Token: n.adminToken, Loopback: isLoopbackAddr(adminLn.Addr())}
+		Blocks: n.blocks, Assess: n.assess, Token: n.adminToken, Loopback: isLoopbackAddr(adminLn.Addr())}
 	if st != nil {
 		keyAdmin := &APIKeyAdmin{Store: st, Config: n.config}
 		if pipeline != nil {
@@ -627,6 +628,17 @@ func (n *Node) auditQuery() admin.AuditFunc {
 		}
 		return out, next, nil
 	}
+}
+
+// assess assesses the configuration in force against the audit trail.
+func (n *Node) assess(ctx context.Context, since time.Duration, record bool) (*assess.Report, error) {
+	cfg := n.gw.Runtime().Config()
+	raw, _ := os.ReadFile(cfg.File) // assess checks it is the file in force
+	o := assess.Options{Since: since, Name: n.path, Raw: raw, Record: record}
+	if n.store != nil {
+		o.Audit, o.History = n.store, n.store
+	}
+	return assess.Run(ctx, cfg, o)
 }
 
 func (n *Node) listAlerts(ctx context.Context, since time.Time) ([]alert.Alert, error) {

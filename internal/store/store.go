@@ -86,6 +86,7 @@ var migrations = map[Dialect][]string{
 		checkpointsTable("INTEGER"),
 		dropDecisionIndex,
 		apiKeysTables("INTEGER"),
+		assessmentsTable("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
 	},
 	// The body column is TEXT, not JSONB: the chain hashes its exact bytes.
 	Postgres: {
@@ -127,6 +128,7 @@ var migrations = map[Dialect][]string{
 		checkpointsTable("BIGINT"),
 		dropDecisionIndex,
 		apiKeysTables("BIGINT"),
+		assessmentsTable("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BIGINT"),
 	},
 }
 

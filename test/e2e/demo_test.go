@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"io"
+	"net/http"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -101,6 +102,22 @@ func TestDemo(t *testing.T) {
 		l := logs.String()
 		return strings.Contains(l, "decision=allow") && strings.Contains(l, "reason=role_missing")
 	})
+	// Where do we stand: the admin API assesses the demo from its traffic.
+	adm := regexp.MustCompile(`admin\s+(http://\S+)`).FindStringSubmatch(g)
+	if adm == nil || !strings.Contains(g, "assess --config") {
+		t.Fatalf("guide lacks the admin URL or how to assess:\n%s", g)
+	}
+	resp, err := http.Get(adm[1] + "/v1/assess?format=md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	report, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"# Zero Trust maturity assessment", "| orders/read-orders |", "### ID-04 Traffic on sensitive routes shows MFA: pass"} {
+		if resp.StatusCode != 200 || !strings.Contains(string(report), want) {
+			t.Errorf("GET /v1/assess?format=md: got %d, want a report with %q:\n%s", resp.StatusCode, want, report)
+		}
+	}
 	_ = cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case err := <-done:

@@ -229,6 +229,9 @@ func TestAuditTrail(t *testing.T) {
 	if strings.Contains(out, reader) {
 		t.Fatal("the audit trail holds a raw token")
 	}
+	if !strings.Contains(out, `"auth_methods":["pwd"]`) || !strings.Contains(out, `"token_lifetime_s":28800`) {
+		t.Fatalf("the event lacks how the caller signed in (amr) or the token's lifetime (8h):\n%s", out)
+	}
 
 	// Under load, kill -9: every request that got a response has its event.
 	answered := make(chan string, 10000)
