@@ -655,7 +655,7 @@ func detectSAS(w *window, i int) (int, bool) {
 	if k < 0 || b[i-1] != '=' || !bytes.EqualFold(b[k:i], sigParam) {
 		return 0, false
 	}
-	if k > 0 && !bytes.ContainsRune([]byte("?&;= \t\"'"), rune(b[k-1])) && !escapeBefore(b, k) {
+	if k > 0 && bytes.IndexByte([]byte("?&;=\"'"), b[k-1]) < 0 && !escapeBefore(b, k) {
 		return 0, false
 	}
 	j := i

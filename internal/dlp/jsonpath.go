@@ -49,17 +49,16 @@ func ParsePath(s string) (jsonPath, error) {
 	rest := s[1:]
 	for rest != "" {
 		switch {
-		case strings.HasPrefix(rest, ".."):
-			rest = rest[2:]
-			p.segs = append(p.segs, pathSeg{kind: segDescend})
-			if strings.HasPrefix(rest, "[") {
-				continue
-			}
-			fallthrough
 		case strings.HasPrefix(rest, "."):
-			if rest[0] == '.' {
+			if strings.HasPrefix(rest, "..") {
+				p.segs = append(p.segs, pathSeg{kind: segDescend})
 				rest = rest[1:]
+				if strings.HasPrefix(rest, ".[") {
+					rest = rest[1:]
+					continue
+				}
 			}
+			rest = rest[1:]
 			if strings.HasPrefix(rest, "*") {
 				p.segs = append(p.segs, pathSeg{kind: segAny})
 				rest = rest[1:]
@@ -190,17 +189,17 @@ type frame struct {
 type jstate uint8
 
 const (
-	jValue     jstate = iota // a value is next
-	jValueOrClose            // after [: a value or ]
-	jAfter                   // after a value: , or a closing bracket
-	jKey                     // after { or ,: a member name or }
-	jKeyStr                  // in a member name
-	jColon                   // after a member name
-	jString                  // in a string value
-	jScalar                  // in a number or literal
-	jSkip                    // in a masked value, dropped
-	jDeep                    // too deep: passed through
-	jBroken                  // not JSON: passed through
+	jValue        jstate = iota // a value is next
+	jValueOrClose               // after [: a value or ]
+	jAfter                      // after a value: , or a closing bracket
+	jKey                        // after { or ,: a member name or }
+	jKeyStr                     // in a member name
+	jColon                      // after a member name
+	jString                     // in a string value
+	jScalar                     // in a number or literal
+	jSkip                       // in a masked value, dropped
+	jDeep                       // too deep: passed through
+	jBroken                     // not JSON: passed through
 )
 
 func newJSONMasker(paths []jsonPath) *jsonMasker {
@@ -359,7 +358,7 @@ func (m *jsonMasker) append(dst, p []byte) []byte {
 				dst = append(dst, c)
 				continue
 			}
-			if c != '"' && c != '{' && c != '[' && !isScalar(c) {
+			if c != '"' && c != '{' && c != '[' && c != '-' && !(c >= '0' && c <= '9') && c != 't' && c != 'f' && c != 'n' {
 				m.state = jBroken
 				dst = append(dst, c)
 				continue

@@ -90,6 +90,8 @@ type scanner struct {
 	counts []int // by detector id
 	// blocked is 1 + the id of the first blocking detector that matched.
 	blocked int
+	// spans, when not nil, collects each match (tests).
+	spans *[][2]int
 	// pem caches the search for PEM END lines: none starts in [from, to)
 	// before found (-1: none in the range).
 	pem struct{ from, to, found int }
@@ -249,6 +251,9 @@ func (sc *scanner) replace(dst []byte, s, e, det int) []byte {
 	sc.track(m)
 	sc.cur = e
 	sc.counts[det]++
+	if sc.spans != nil {
+		*sc.spans = append(*sc.spans, [2]int{s, e})
+	}
 	if sc.blocked == 0 && sc.p.actions[det] == Block {
 		sc.blocked = det + 1
 	}
