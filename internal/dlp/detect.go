@@ -330,6 +330,9 @@ func detectIBAN(w *window, i int) (int, bool) {
 	if !boundary(b, i, cAlnum) {
 		return 0, false
 	}
+	if i+4 <= len(b) && (!is(b[i+1], cUpper) || !is(b[i+2], cDigit) || !is(b[i+3], cDigit)) {
+		return 0, false
+	}
 	if w.need(i + 5) {
 		if len(b)-i >= 2 && ibanLength[string(b[i:i+2])] == 0 {
 			return 0, false
@@ -407,6 +410,9 @@ func detectEmail(w *window, i int) (int, bool) {
 	b := w.b
 	if b[i] == '.' || !boundary(b, i, cLocal) {
 		return 0, false
+	}
+	if at := w.sc.nextAt(i); at > i+64 || at < 0 && len(b) > i+64 {
+		return 0, false // no @ close enough
 	}
 	j := i
 	for j < len(b) && j-i <= 64 && is(b[j], cLocal) {
@@ -625,7 +631,7 @@ func detectAzureKey(w *window, i int) (int, bool) {
 		}
 		return 0, false
 	}
-	if !boundary(b, i, cB64) || i > 0 && b[i-1] == '=' {
+	if !boundary(b, i, cB64) || i > 0 && b[i-1] == '=' || i+88 <= len(b) && (b[i+86] != '=' || b[i+87] != '=') {
 		return 0, false
 	}
 	j := i

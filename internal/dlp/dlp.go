@@ -69,9 +69,10 @@ type Config struct {
 // Policy is a compiled Config. It is safe for concurrent use; each body
 // gets its own Masker.
 type Policy struct {
-	names   []string // detector id -> name: builtins, then custom
-	actions []Action // by detector id; "" when off
-	builtin uint16   // bit per enabled built-in detector
+	names   []string    // detector id -> name: builtins, then custom
+	actions []Action    // by detector id; "" when off
+	builtin uint16      // bit per enabled built-in detector
+	starts  [256]uint16 // the enabled built-ins that can start at each byte
 	customs []*customRE
 	paths   []jsonPath
 	last4   bool
@@ -118,6 +119,9 @@ func Compile(c Config) (*Policy, error) {
 				p.builtin |= 1 << id
 			}
 		}
+	}
+	for c := range p.starts {
+		p.starts[c] = starts[c] & p.builtin
 	}
 	for _, re := range p.customs {
 		if p.actions[re.id] == "" {

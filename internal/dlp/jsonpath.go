@@ -169,6 +169,7 @@ type jsonMasker struct {
 	stack []frame
 	arena []uint64 // the state sets of each frame, len(paths) each
 	root  []uint64
+	next  []uint64 // scratch: the state sets of the value starting
 
 	key    []byte // the member name being read
 	keyEsc bool   // the name has escapes
@@ -203,7 +204,7 @@ const (
 )
 
 func newJSONMasker(paths []jsonPath) *jsonMasker {
-	m := &jsonMasker{paths: paths, root: make([]uint64, len(paths))}
+	m := &jsonMasker{paths: paths, root: make([]uint64, len(paths)), next: make([]uint64, len(paths))}
 	for i, p := range paths {
 		m.root[i] = closure(p.segs, 1)
 	}
@@ -294,11 +295,7 @@ func (m *jsonMasker) pop(close byte) bool {
 
 // append masks p, appending the output to dst.
 func (m *jsonMasker) append(dst, p []byte) []byte {
-	var next [64]uint64
-	nx := next[:len(m.paths)]
-	if len(m.paths) > len(next) {
-		nx = make([]uint64, len(m.paths))
-	}
+	nx := m.next
 	i := 0
 	for i < len(p) {
 		c := p[i]

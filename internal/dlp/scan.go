@@ -22,6 +22,8 @@ func (p *Policy) NewMasker(k Kind) *Masker {
 		m.jp = newJSONMasker(p.paths)
 	}
 	m.sc = scanner{p: p, json: k == JSON, counts: make([]int, len(p.names))}
+	// Only a card number or a custom pattern can match a JSON number.
+	m.sc.track = k == JSON && (p.builtin&(1<<idCard) != 0 || len(p.customs) > 0)
 	if p.builtin != 0 {
 		m.sc.finds = append(m.sc.finds, found{n: -1})
 	}
@@ -29,6 +31,7 @@ func (p *Policy) NewMasker(k Kind) *Masker {
 		m.sc.finds = append(m.sc.finds, found{n: -1})
 	}
 	m.sc.pem.found = -1
+	m.sc.at.found = -1
 	return m
 }
 
@@ -80,16 +83,22 @@ func (m *Masker) Result() Result {
 type scanner struct {
 	p      *Policy
 	json   bool
+	track  bool // JSON and a detector that can match outside a string
 	buf    []byte
+	own    []byte // storage of buf between writes
 	base   int
 	cur    int
 	eof    bool
 	inStr  bool // JSON: cur is inside a string
 	esc    bool // JSON: the byte at cur is escaped
 	finds  []found
-	counts []int // by detector id
+	w      window // what the built-in detectors see
+	counts []int  // by detector id
 	// blocked is 1 + the id of the first blocking detector that matched.
 	blocked int
+	// at caches the search for '@': none in [from, found), or none in
+	// [from, to) when found is -1.
+	at struct{ from, to, found int }
 	// spans, when not nil, collects each match (tests).
 	spans *[][2]int
 	// pem caches the search for PEM END lines: none starts in [from, to)
@@ -114,7 +123,11 @@ func (sc *scanner) write(dst, p []byte, eof bool) []byte {
 		sc.eof = eof
 		return append(dst, p...)
 	}
-	sc.buf = append(sc.buf, p...)
+	if len(sc.buf) == 0 {
+		sc.buf = p // read in place; what is held is copied below
+	} else {
+		sc.buf = append(sc.buf, p...)
+	}
 	sc.eof = eof
 	end := sc.base + len(sc.buf)
 	for {
@@ -145,11 +158,12 @@ func (sc *scanner) write(dst, p []byte, eof bool) []byte {
 		dst = sc.pass(dst, hold)
 		break
 	}
-	if keep := sc.cur - lookbehind - sc.base; keep > 0 {
-		n := copy(sc.buf, sc.buf[keep:])
-		sc.buf = sc.buf[:n]
-		sc.base += keep
-	}
+	// Keep lookbehind bytes before cur and what is undecided, in the
+	// scanner's own buffer.
+	keep := max(sc.cur-lookbehind-sc.base, 0)
+	sc.own = append(sc.own[:0], sc.buf[keep:]...)
+	sc.buf = sc.own
+	sc.base += keep
 	return dst
 }
 
@@ -180,23 +194,48 @@ func (sc *scanner) find(k, from int, f *found) {
 // from on, in the order of builtinNames.
 func (sc *scanner) findBuiltin(from int, f *found) {
 	b := sc.buf
-	w := window{b: b, eof: sc.eof, sc: sc}
-	enabled := sc.p.builtin
-	for i := from - sc.base; i < len(b); i++ {
+	w := &sc.w
+	*w = window{b: b, eof: sc.eof, sc: sc}
+	st := &sc.p.starts
+	i := from - sc.base
+	word := i > 0 && is(b[i-1], cAlnum)
+	lastBS := -16 // the last backslash before i
+	for k := max(i-6, 0); k < i; k++ {
+		if b[k] == '\\' {
+			lastBS = k
+		}
+	}
+	for ; i < len(b); i++ {
 		c := b[i]
-		m := starts[c] & enabled
-		if m == 0 {
+		m := st[c]
+		prevWord := word
+		word = class[c]&cAlnum != 0
+		if c == '\\' {
+			lastBS = i
+		}
+		// Inside a word no detector starts, except at a PEM line's dashes
+		// or right after an escape sequence (\n, \u003c).
+		if m == 0 || prevWord && c != '-' && i-lastBS != 2 && i-lastBS != 6 {
 			continue
 		}
-		// Inside a word no detector starts, except at a PEM line's dashes or
-		// right after an escape sequence.
-		if i > 0 && is(b[i-1], cAlnum) && c != '-' && !(i >= 2 && b[i-2] == '\\') && !(i >= 6 && b[i-6] == '\\') {
-			continue
+		// Cheap tests first, saving calls at most word starts: a key or a
+		// signature after "=" (or a bare key with "==" at its end), an
+		// address with an "@" close by.
+		if i == 0 || b[i-1] != '=' {
+			m &^= 1 << idSAS
+			if i+88 <= len(b) && (b[i+86] != '=' || b[i+87] != '=') {
+				m &^= 1 << idAzureKey
+			}
+		}
+		if m&(1<<idEmail) != 0 {
+			if at := sc.nextAt(i); at > i+64 || at < 0 && len(b) > i+64 {
+				m &^= 1 << idEmail
+			}
 		}
 		for m != 0 {
 			id := bits.TrailingZeros16(m)
 			m &= m - 1
-			e, more := detectors[id](&w, i)
+			e, more := detectors[id](w, i)
 			if more {
 				f.hold = sc.base + i
 				return
@@ -217,7 +256,7 @@ func (sc *scanner) pass(dst []byte, to int) []byte {
 	}
 	p := sc.buf[sc.cur-sc.base : to-sc.base]
 	dst = append(dst, p...)
-	sc.track(p)
+	sc.follow(p)
 	sc.cur = to
 	return dst
 }
@@ -248,7 +287,7 @@ func (sc *scanner) replace(dst []byte, s, e, det int) []byte {
 	if quote {
 		dst = append(dst, '"')
 	}
-	sc.track(m)
+	sc.follow(m)
 	sc.cur = e
 	sc.counts[det]++
 	if sc.spans != nil {
@@ -260,37 +299,40 @@ func (sc *scanner) replace(dst []byte, s, e, det int) []byte {
 	return dst
 }
 
-// track follows JSON strings over input bytes, so that a match is known to
+// follow tracks JSON strings over input bytes, so that a match is known to
 // be inside a string or not.
-func (sc *scanner) track(p []byte) {
-	if !sc.json {
+func (sc *scanner) follow(p []byte) {
+	if !sc.track {
 		return
 	}
-	for len(p) > 0 {
+	i := 0
+	for i < len(p) {
 		if sc.esc {
 			sc.esc = false
-			p = p[1:]
+			i++
 			continue
 		}
 		if !sc.inStr {
-			k := bytes.IndexByte(p, '"')
+			k := bytes.IndexByte(p[i:], '"')
 			if k < 0 {
 				return
 			}
 			sc.inStr = true
-			p = p[k+1:]
+			i += k + 1
 			continue
 		}
-		k := bytes.IndexAny(p, `"\`)
-		if k < 0 {
+		for i < len(p) && p[i] != '"' && p[i] != '\\' {
+			i++
+		}
+		if i == len(p) {
 			return
 		}
-		if p[k] == '\\' {
+		if p[i] == '\\' {
 			sc.esc = true
 		} else {
 			sc.inStr = false
 		}
-		p = p[k+1:]
+		i++
 	}
 }
 
@@ -322,6 +364,29 @@ func (sc *scanner) nextPEMEnd(from, to int) int {
 		return -1
 	}
 	k := bytes.Index(sc.buf[start-sc.base:to], pemEnd)
+	if k < 0 {
+		return -1
+	}
+	c.found = start + k
+	return c.found - sc.base
+}
+
+// nextAt returns the index in buf of the first '@' at or after i, or -1.
+// Like nextPEMEnd it remembers what it found, so each byte is searched once.
+func (sc *scanner) nextAt(i int) int {
+	ai := sc.base + i
+	c := &sc.at
+	start := ai
+	switch {
+	case c.from <= ai && c.found >= ai:
+		return c.found - sc.base
+	case c.from <= ai && c.found < 0 && ai <= c.to:
+		start = c.to // none in [c.from, c.to)
+	default:
+		c.from = ai
+	}
+	c.to, c.found = sc.base+len(sc.buf), -1
+	k := bytes.IndexByte(sc.buf[start-sc.base:], '@')
 	if k < 0 {
 		return -1
 	}
