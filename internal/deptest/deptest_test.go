@@ -40,6 +40,11 @@ var forbidden = []struct {
 	{pkg: "internal/config", deny: []string{"internal/gateway"}, why: "gateway is built from config, never the reverse"},
 	{pkg: "internal/secrets", deny: []string{"internal/gateway"}, why: "gateway calls secrets, never the reverse"},
 	{pkg: "internal/audit", deny: []string{"internal/gateway"}, why: "gateway writes audit events, never the reverse"},
+	{
+		pkg:  "internal/dlp",
+		deny: []string{"net/http", "internal/gateway", "internal/audit", "internal/config"},
+		why:  "dlp masks bytes; HTTP, audit and configuration belong to its callers",
+	},
 }
 
 // listed is one package as printed by go list -json.
