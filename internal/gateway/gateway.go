@@ -25,6 +25,7 @@ import (
 	"github.com/ztgate/ztgate/internal/audit"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/dlp"
 	"github.com/ztgate/ztgate/internal/geo"
 	"github.com/ztgate/ztgate/internal/guard"
 	"github.com/ztgate/ztgate/internal/identity"
@@ -55,6 +56,7 @@ type entry struct {
 	quotas  []*quota // service, route
 	guard   *guard.Guard
 	cors    *corsPolicy
+	dlp     *routeDLP
 }
 
 // State is what outlives runtimes, so a reload keeps the counts.
@@ -102,6 +104,14 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 					return nil, fmt.Errorf("service %s route %s: guard: %w", s.Name, r.Name, err)
 				}
 				e.guard = gd
+			}
+			if r.DLP != nil {
+				d, err := compileDLP(r.DLP)
+				if err != nil {
+					rt.Close()
+					return nil, fmt.Errorf("service %s route %s: dlp: %w", s.Name, r.Name, err)
+				}
+				e.dlp = d
 			}
 			for _, l := range []*limit{compileLimit("g", cfg.Limits.RateLimit), compileLimit("s:"+s.Name, s.RateLimit), compileLimit("r:"+s.Name+"/"+r.Name, r.RateLimit)} {
 				if l != nil {
@@ -173,6 +183,15 @@ type reqState struct {
 	decision        policy.Decision
 	audited         bool
 	commit          func(status int, reason string) error // audit before answering
+	ev              *event
+	dlp             *dlpState // nil: the route has no DLP
+}
+
+// denied marks the request refused by policy after it was allowed (DLP).
+func (st *reqState) denied() {
+	if st.ev != nil {
+		st.ev.decision = "deny"
+	}
 }
 
 type stateKey struct{}
@@ -231,8 +250,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w}
 	rec.Header().Set(headerRequestID, st.requestID)
 	ev := event{start: start, method: r.Method}
+	st.ev = &ev
 
 	st.commit = func(status int, reason string) error { return g.commit(r, st, &ev, status, reason) }
+	defer func() {
+		// A response cut short on purpose (DLP over_limit block after it
+		// started) aborts the handler; it is still logged and counted.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler && st.err != nil {
+				ev.status, ev.reason = rec.status, st.err.Reason
+				g.record(r, st, &ev, nil)
+			}
+			panic(v)
+		}
+	}()
 	herr := g.serve(rec, r, rt, st, &ev, start)
 	if herr != nil {
 		if ev.decision == "" {
@@ -253,7 +284,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	} else if st.err != nil {
 		ev.reason = st.err.Reason
-		ev.decision = "error"
+		if ev.decision != "deny" {
+			ev.decision = "error"
+		}
 	}
 	ev.status = rec.status
 	g.record(r, st, &ev, herr)
@@ -437,6 +470,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		ev.decision = "would_deny"
 	}
 
+	if e.dlp != nil {
+		st.dlp = &dlpState{rule: e.dlp, service: e.service, route: e.route, metrics: g.metrics,
+			streamed: func(status int, res dlp.Result, unscanned int64, over bool) {
+				g.recordDLP(r, st, ev, status, res, unscanned, over)
+			}}
+	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 	ctx = identity.NewContext(ctx, id)
 	if !isUpgrade(r) && e.up.overall > 0 {
