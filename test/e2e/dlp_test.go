@@ -168,8 +168,8 @@ services:
 			t.Fatalf("got %d %s, %v; want 200", resp.StatusCode, body, err)
 		}
 		var got struct {
-			Customer struct{ Email, SSN string } `json:"customer"`
-			Card, Key                           string
+			Customer  struct{ Email, SSN string } `json:"customer"`
+			Card, Key string
 		}
 		if err := json.Unmarshal(body, &got); err != nil {
 			t.Fatalf("the masked body is not JSON: %v\n%s", err, body)
