@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -187,10 +188,15 @@ func decodeBody(resp *http.Response) (io.Reader, error) {
 }
 
 // dropRepresentationHeaders removes what describes the upstream's bytes
-// rather than the masked ones.
+// rather than the masked ones; a strong ETag becomes weak (the masked body
+// is the same for the same upstream body, but not byte for byte the
+// upstream's).
 func dropRepresentationHeaders(h http.Header) {
 	for _, k := range []string{"Content-Md5", "Digest", "Content-Digest", "Repr-Digest", "Accept-Ranges"} {
 		h.Del(k)
+	}
+	if et := h.Get("Etag"); strings.HasPrefix(et, `"`) {
+		h.Set("Etag", "W/"+et)
 	}
 }
 
@@ -253,6 +259,9 @@ func (r *readCloser) Close() error { return r.close() }
 // streamed: after the response, so it cannot hold the response back, and a
 // failure to write it is logged and counted, never answered.
 func (g *Gateway) recordDLP(r *http.Request, st *reqState, ev *event, status int, res dlp.Result, unscanned int64, over bool) {
+	g.logger.LogAttrs(r.Context(), slog.LevelInfo, "dlp result", slog.String("request_id", st.requestID),
+		slog.String("service", ev.service), slog.String("route", ev.route), slog.Any("dlp", res.Counts),
+		slog.Bool("dlp_over_limit", over), slog.Int64("dlp_unscanned_bytes", unscanned))
 	if g.audit == nil {
 		return
 	}

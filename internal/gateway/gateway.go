@@ -331,6 +331,9 @@ func (g *Gateway) record(r *http.Request, st *reqState, ev *event, herr *httpErr
 	if st.clientRequestID != "" {
 		attrs = append(attrs, slog.String("client_request_id", st.clientRequestID))
 	}
+	if st.dlp != nil && (len(st.dlp.found) > 0 || st.dlp.over) {
+		attrs = append(attrs, slog.Any("dlp", st.dlp.found), slog.Bool("dlp_over_limit", st.dlp.over))
+	}
 	if herr != nil && herr.Err != nil {
 		attrs = append(attrs, slog.String("error", herr.Err.Error()))
 	} else if st.err != nil && st.err.Err != nil {
