@@ -12,6 +12,8 @@ APT_PACKAGES=(
 	redis-server # rate limits shared between gateway nodes (test/e2e/redis_test.go)
 	postgresql   # the PostgreSQL store (internal/store/pgtest starts one per test binary)
 	sqlite3      # tampering with the audit store in test/e2e (TestAuditTrail)
+	rsyslog        # the syslog CEF exporter's receiver (internal/audit/export TestSyslogCEFToRsyslog)
+	rsyslog-gnutls # its TLS input
 )
 
 # Directories holding a package.json whose node_modules the tests need.

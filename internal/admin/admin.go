@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ztgate/ztgate/internal/alert"
+	"github.com/ztgate/ztgate/internal/detect"
 	"github.com/ztgate/ztgate/internal/explain"
 )
 
@@ -83,6 +84,14 @@ type Deps struct {
 	Explain  ExplainFunc
 	Alerts   AlertsFunc
 	Audit    AuditFunc // nil: no store
+	Blocks   Blocks    // nil: no detection state
+}
+
+// Blocks are the detector's blocks in force.
+type Blocks interface {
+	List() []detect.Block
+	// Lift removes a block; it reports whether there was one.
+	Lift(ctx context.Context, kind, key, by string) (bool, error)
 }
 
 // Handler returns the admin API.
@@ -167,6 +176,39 @@ func Handler(d Deps) http.Handler {
 			out["next"] = next
 		}
 		writeJSON(w, http.StatusOK, out)
+	})
+	// GET /v1/blocks: the blocks in force. DELETE /v1/blocks/{kind}/{key}
+	// lifts one (audited).
+	mux.HandleFunc("GET /v1/blocks", func(w http.ResponseWriter, r *http.Request) {
+		if d.Blocks == nil {
+			writeJSON(w, http.StatusNotFound, apiError{Error: "no detection state", Reason: "no_blocks"})
+			return
+		}
+		bs := d.Blocks.List()
+		if bs == nil {
+			bs = []detect.Block{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"blocks": bs})
+	})
+	mux.HandleFunc("DELETE /v1/blocks/{kind}/{key}", func(w http.ResponseWriter, r *http.Request) {
+		if d.Blocks == nil {
+			writeJSON(w, http.StatusNotFound, apiError{Error: "no detection state", Reason: "no_blocks"})
+			return
+		}
+		kind, key := r.PathValue("kind"), r.PathValue("key")
+		if kind != "ip" && kind != "identity" && kind != "api_key" {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "kind must be ip, identity or api_key", Reason: "bad_request"})
+			return
+		}
+		had, err := d.Blocks.Lift(r.Context(), kind, key, "admin-api@"+r.RemoteAddr)
+		switch {
+		case err != nil:
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error(), Reason: "blocks_unavailable"})
+		case !had:
+			writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no block on %s %s", kind, key), Reason: "not_blocked"})
+		default:
+			writeJSON(w, http.StatusOK, map[string]any{"lifted": map[string]string{"kind": kind, "key": key}})
+		}
 	})
 	return withRequestID(mux)
 }

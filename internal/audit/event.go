@@ -23,6 +23,7 @@ type Event struct {
 	ResultDetails string    `json:"result_details"` // the reason code
 	Decision      string    `json:"decision"`       // allow | deny | would_deny | error | preflight
 	Reasons       []string  `json:"reasons,omitempty"`
+	Message       string    `json:"message,omitempty"` // Alert: what was detected
 	PolicyVersion string    `json:"policy_version"`
 	Service       string    `json:"service,omitempty"`
 	Route         string    `json:"route,omitempty"`
@@ -31,8 +32,14 @@ type Event struct {
 	ObjectID      string    `json:"object_id,omitempty"`
 	Subject       string    `json:"subject,omitempty"`
 	AppID         string    `json:"app_id,omitempty"`
-	Identity      string    `json:"identity,omitempty"` // stable key (tid/oid or iss|sub)
+	Identity      string    `json:"identity,omitempty"`    // stable key (tid/oid, iss|sub, or a workload ID)
+	Workload      string    `json:"workload,omitempty"`    // the verified client certificate's workload ID
+	CertSerial    string    `json:"cert_serial,omitempty"` // and its serial number (hex)
+	CertIssuer    string    `json:"cert_issuer,omitempty"` // and its issuing CA
 	SrcIP         string    `json:"src_ip"`
+	SrcCountry    string    `json:"src_country,omitempty"` // ISO 3166-1 alpha-2, from policy.geoip_database
+	SrcLat        float64   `json:"src_lat,omitempty"`     // with a city database
+	SrcLon        float64   `json:"src_lon,omitempty"`
 	UserAgent     string    `json:"user_agent,omitempty"`
 	Method        string    `json:"method"`
 	URL           string    `json:"url"` // path, query values redacted

@@ -1,7 +1,8 @@
 // Package authn verifies who is calling: bearer tokens from OpenID Connect
-// providers and Microsoft Entra ID, checked against their published keys.
-// It turns a request's credentials into an identity.Identity or a Failure
-// with a stable reason.
+// providers and Microsoft Entra ID, checked against their published keys,
+// and client certificates naming workloads (mTLS, SPIFFE IDs). It turns a
+// request's credentials into an identity.Identity or a Failure with a
+// stable reason.
 package authn
 
 import (
@@ -16,10 +17,15 @@ import (
 // Failure is a refused authentication. Reason is a stable machine-readable
 // code; Description is safe to show the client; Err is for the log only.
 type Failure struct {
-	Status      int // 401, or 503 when keys are unavailable
+	Status      int // 401, or 503 when keys (or a current CRL) are unavailable
 	Reason      string
 	Description string
 	Err         error
+	// Identity is the refused caller when its credential was genuine but
+	// is not accepted (a revoked or expired certificate of a trusted CA, a
+	// workload of another trust domain), for the audit event. It never
+	// admits a request.
+	Identity *identity.Identity
 }
 
 func (f *Failure) Error() string {
@@ -101,6 +107,7 @@ type Authenticator struct {
 	verifiers []Verifier
 	caching   []cachingVerifier
 	maxToken  int
+	mtls      *MTLS // nil: client certificates name no one
 }
 
 // NewAuthenticator returns an authenticator over the given verifiers.
@@ -115,14 +122,53 @@ func NewAuthenticator(maxToken int, vs ...Verifier) *Authenticator {
 	return a
 }
 
-// Authenticate verifies the request's bearer token. It never lets a request
-// through on error: every path without a verified token returns a Failure.
+// WithMTLS makes client certificates verified by m identify workloads. It
+// is part of construction: call it before the authenticator is used.
+func (a *Authenticator) WithMTLS(m *MTLS) *Authenticator {
+	a.mtls = m
+	return a
+}
+
+// MTLS returns the client certificate verifier, nil without one.
+func (a *Authenticator) MTLS() *MTLS { return a.mtls }
+
+// Authenticate verifies the request's credentials. It never lets a request
+// through on error: every path without a verified credential returns a
+// Failure.
+//
+// With mTLS, a client certificate, when presented, must verify, whatever
+// else the request carries. A bearer token, when present, is the caller;
+// the verified certificate's workload rides along in the identity's
+// ClientCert. Without a token, the certificate's workload is the caller.
 func (a *Authenticator) Authenticate(r *http.Request) (*identity.Identity, *Failure) {
+	var workload *identity.Identity
+	if a.mtls != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		id, f := a.mtls.Verify(r.TLS.PeerCertificates)
+		if f != nil {
+			return nil, f
+		}
+		workload = id
+	}
 	token, f := BearerToken(r)
 	if f != nil {
-		return nil, f
+		if a.mtls == nil || f.Reason != ReasonMissingCredentials || len(r.Header.Values("Authorization")) > 0 {
+			return nil, f
+		}
+		switch {
+		case workload != nil:
+			return workload, nil
+		case len(a.verifiers) == 0:
+			return nil, certFail(ReasonCertMissing, "no credentials: present a client certificate", nil)
+		}
+		return nil, fail(ReasonMissingCredentials, "no credentials: present a client certificate or send an Authorization: Bearer token", nil)
 	}
-	return a.AuthenticateToken(r.Context(), token)
+	id, f := a.AuthenticateToken(r.Context(), token)
+	if f != nil || workload == nil {
+		return id, f
+	}
+	both := *id // the verified identity may be shared by the token cache
+	both.ClientCert = workload.ClientCert
+	return &both, nil
 }
 
 // AuthenticateToken verifies a bearer token already taken from a request.

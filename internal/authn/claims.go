@@ -75,6 +75,12 @@ func normalizeValue(v any) any {
 // FromConfig builds the verifier of a configured provider. Its keys load on
 // first use; Run keeps them fresh.
 func FromConfig(p config.Provider, logger *slog.Logger) *OIDC {
+	return FromConfigWith(p, Deps{Logger: logger})
+}
+
+// FromConfigWith is FromConfig with its dependencies.
+func FromConfigWith(p config.Provider, d Deps) *OIDC {
+	logger := d.Logger
 	cfg := OIDCConfig{
 		Name: p.Name, Issuer: p.Issuer, Audiences: p.Audiences, Algorithms: p.Algorithms,
 		ClockSkew: p.ClockSkew.D(), Refresh: p.JWKSRefresh.D(), Logger: logger,
@@ -85,6 +91,7 @@ func FromConfig(p config.Provider, logger *slog.Logger) *OIDC {
 	}
 	if p.Type == "entra" {
 		cfg.Entra = &EntraConfig{Tenant: p.Tenant, AllowedTenants: p.AllowedTenants, ClientID: p.ClientID, AuthorityHost: p.AuthorityHost}
+		cfg.Groups = groupSource(p, d)
 	}
 	return NewOIDC(cfg)
 }

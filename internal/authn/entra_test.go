@@ -43,6 +43,8 @@ type entraIssuer struct {
 	// issuer, when set, replaces the issuer a metadata document declares
 	// (and the v2.0 keys' issuer members).
 	issuer atomic.Pointer[func(ver, iss string) string]
+	// tokenEndpoint, when set, serves {tenant}/oauth2/v2.0/token.
+	tokenEndpoint atomic.Pointer[http.Handler]
 }
 
 func newEntraIssuer(t testing.TB) *entraIssuer {
@@ -96,6 +98,13 @@ func newEntraIssuer(t testing.TB) *entraIssuer {
 			iss = (*f)("2.0", iss)
 		}
 		ei.writeKeys(t, w, iss)
+	})
+	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
+		if h := ei.tokenEndpoint.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
 	})
 	ei.srv = httptest.NewServer(mux)
 	t.Cleanup(ei.srv.Close)

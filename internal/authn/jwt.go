@@ -288,6 +288,7 @@ func identityFromClaims(provider string, claims map[string]any, exp time.Time) *
 	if _, ok := claims["scp"]; !ok {
 		id.Scopes = list("scope")
 	}
+	id.GroupsUnknown = groupsOverage(claims)
 	// An application's own token (client credentials) says so in idtyp
 	// when the API asks for it; without it, Entra ID's app tokens have no
 	// scp and carry the service principal's object id as sub, and other

@@ -31,6 +31,9 @@ type OIDCConfig struct {
 	// CacheSize bounds the verified-token cache; 0 means DefaultCacheSize,
 	// negative disables it.
 	CacheSize int
+	// Groups resolves the groups a token names only by reference (group
+	// overage); nil leaves them unknown.
+	Groups GroupSource
 }
 
 // OIDC verifies the tokens of one OpenID Connect provider: a plain issuer,

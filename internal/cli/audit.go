@@ -113,7 +113,7 @@ func auditCmd() *cobra.Command {
 	qf := query.Flags()
 	qf.DurationVar(&since, "since", time.Hour, "how far back")
 	qf.StringVar(&f.Decision, "decision", "", "allow, deny, would_deny, error or preflight")
-	qf.StringVar(&f.Identity, "identity", "", "identity key (tenant/object id, or issuer|subject)")
+	qf.StringVar(&f.Identity, "identity", "", "identity key (tenant/object id, issuer|subject, or a workload ID)")
 	qf.StringVar(&f.Route, "route", "", "service/route or route")
 	qf.StringVar(&f.After, "after", "", "cursor from the previous page")
 	qf.IntVar(&f.Limit, "limit", 100, "events per page (at most 1000)")

@@ -51,7 +51,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), checkCmd(), explainCmd(), policyCmd(), auditCmd(), alertsCmd(), schemaCmd(), demoCmd(), versionCmd())
+	root.AddCommand(serveCmd(), checkCmd(), explainCmd(), policyCmd(), auditCmd(), alertsCmd(), blocksCmd(), schemaCmd(), demoCmd(), versionCmd())
 	return root
 }
 

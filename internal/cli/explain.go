@@ -16,6 +16,7 @@ import (
 func explainCmd() *cobra.Command {
 	var (
 		path, token, claims, ip, at string
+		workload                    string
 		hdrs                        []string
 		offline, asJSON             bool
 	)
@@ -28,9 +29,12 @@ check, each policy criterion with the caller's value, and the decision.
 
 A --token is verified against its provider's keys (fetched over the network) unless
 --offline is given, which decodes it without checking signature or expiry. --claims
-gives identity claims directly (JSON, or @file), for what-if questions.`,
+gives identity claims directly (JSON, or @file), for what-if questions. --workload stands for
+a verified client certificate naming that workload (identity.mtls): alone it is the caller,
+with a token or claims it rides along.`,
 		Example: `  ztgate explain --config ztgate.yaml --token "$TOKEN" "GET https://api.example.com/orders/42"
-  ztgate explain --config ztgate.yaml --claims '{"sub":"alice","roles":["Orders.Read"]}' --ip 10.1.2.3 "POST /orders/42"`,
+  ztgate explain --config ztgate.yaml --claims '{"sub":"alice","roles":["Orders.Read"]}' --ip 10.1.2.3 "POST /orders/42"
+  ztgate explain --config ztgate.yaml --workload spiffe://prod.example/ns/billing/sa/api "POST /sync/orders"`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			method, target := "GET", args[0]
@@ -44,7 +48,7 @@ gives identity claims directly (JSON, or @file), for what-if questions.`,
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return exitError{1}
 			}
-			req := explain.Request{Method: method, URL: target, Token: token, IP: ip, Headers: map[string]string{}}
+			req := explain.Request{Method: method, URL: target, Token: token, IP: ip, Headers: map[string]string{}, Workload: workload}
 			for _, h := range hdrs {
 				k, v, ok := strings.Cut(h, ":")
 				if !ok {
@@ -85,6 +89,7 @@ gives identity claims directly (JSON, or @file), for what-if questions.`,
 	f.StringVarP(&path, "config", "c", "", "configuration file (YAML)")
 	f.StringVar(&token, "token", "", "bearer token of the caller")
 	f.StringVar(&claims, "claims", "", "identity claims as JSON (or @file) instead of a token")
+	f.StringVar(&workload, "workload", "", "workload ID of a client certificate (spiffe://..., dns:NAME, cn:NAME)")
 	f.BoolVar(&offline, "offline", false, "decode --token without verifying it (no network)")
 	f.StringVar(&ip, "ip", "", "client IP address")
 	f.StringArrayVarP(&hdrs, "header", "H", nil, "request header Name:value (repeatable)")

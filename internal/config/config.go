@@ -7,20 +7,29 @@
 // are resolved at load.
 package config
 
-import "time"
+import (
+	"github.com/ztgate/ztgate/internal/detect"
+	"log/slog"
+	"strconv"
+	"time"
+)
 
 // Config is the whole configuration file.
 type Config struct {
-	Listen   Listen    `yaml:"listen" doc:"The data plane listener: where clients connect."`
-	Admin    Admin     `yaml:"admin" doc:"The admin listener: health, readiness and metrics. Keep it on a private address."`
-	Identity Identity  `yaml:"identity" doc:"Who may call: identity providers whose tokens the gateway verifies."`
-	Store    *Store    `yaml:"store" doc:"Durable state: audit events. Absent: decisions are only logged, not audited."`
-	State    State     `yaml:"state" doc:"State shared between gateway nodes (rate limits): local memory, or Redis for many nodes."`
-	Limits   Limits    `yaml:"limits" doc:"Gateway-wide rate limit, applied to every route in addition to service and route limits."`
-	Audit    Audit     `yaml:"audit" doc:"The audit pipeline (with a store)."`
-	Secrets  Secrets   `yaml:"secrets" doc:"Secret providers that ${secret:PROVIDER/NAME} references read from."`
-	Policy   Policy    `yaml:"policy" doc:"Gateway-wide policy defaults that services and routes inherit."`
-	Services []Service `yaml:"services" doc:"The protected services, each with one upstream and its routes."`
+	Listen    Listen    `yaml:"listen" doc:"The data plane listener: where clients connect."`
+	Admin     Admin     `yaml:"admin" doc:"The admin listener: health, readiness and metrics. Keep it on a private address."`
+	Identity  Identity  `yaml:"identity" doc:"Who may call: identity providers whose tokens the gateway verifies."`
+	Store     *Store    `yaml:"store" doc:"Durable state: audit events. Absent: decisions are only logged, not audited."`
+	State     State     `yaml:"state" doc:"State shared between gateway nodes (rate limits): local memory, or Redis for many nodes."`
+	Limits    Limits    `yaml:"limits" doc:"Gateway-wide rate limit, applied to every route in addition to service and route limits."`
+	Audit     Audit     `yaml:"audit" doc:"The audit pipeline (with a store)."`
+	Secrets   Secrets   `yaml:"secrets" doc:"Secret providers that ${secret:PROVIDER/NAME} references read from."`
+	Policy    Policy    `yaml:"policy" doc:"Gateway-wide policy defaults that services and routes inherit."`
+	Detection Detection `yaml:"detection" doc:"Real-time detection over the audit stream (needs a store): rules, and what each does when it fires."`
+	Services  []Service `yaml:"services" doc:"The protected services, each with one upstream and its routes."`
+
+	// Assertion signs the identity assertions of inject.identity_assertion.
+	Assertion *Assertion `yaml:"assertion" doc:"How the gateway signs identity assertions for services with inject.identity_assertion; the public keys are served at GET /.well-known/jwks.json on the data plane listener."`
 
 	// File is the path the configuration was loaded from.
 	File string `yaml:"-"`
@@ -50,8 +59,8 @@ type Listen struct {
 type ListenTLS struct {
 	CertFile     string `yaml:"cert_file" required:"true" doc:"PEM certificate chain; reloaded when the file changes."`
 	KeyFile      string `yaml:"key_file" required:"true" doc:"PEM private key; reloaded when the file changes."`
-	ClientCAFile string `yaml:"client_ca_file" doc:"PEM bundle of CAs trusted for client certificates."`
-	ClientAuth   string `yaml:"client_auth" enum:"none,optional,require" default:"none" doc:"Whether clients are asked for a certificate. optional: verified when given; require: verified and mandatory."`
+	ClientCAFile string `yaml:"client_ca_file" doc:"PEM bundle of CAs checked in the TLS handshake: a client certificate that does not chain to one of them ends the connection, with no HTTP answer and no audit event. Optional with identity.mtls, whose trust_bundle is checked per request instead (with a reason and an audit event); with both, a certificate must satisfy both."`
+	ClientAuth   string `yaml:"client_auth" enum:"none,optional,require" default:"none" doc:"Whether clients are asked for a certificate. optional: asked, and verified when given; require: a connection without one is refused in the handshake. identity.mtls needs optional or require."`
 }
 
 // Admin configures the admin listener.
@@ -62,7 +71,7 @@ type Admin struct {
 // Identity configures how callers prove who they are.
 type Identity struct {
 	Providers []Provider `yaml:"providers" doc:"Token issuers the gateway trusts."`
-	MTLS      *MTLS      `yaml:"mtls" unsupported:"true" doc:"mTLS workload identity."`
+	MTLS      *MTLS      `yaml:"mtls" doc:"Workload identity from client certificates (mTLS); needs listen.tls with client_auth optional or require."`
 	APIKeys   *APIKeys   `yaml:"api_keys" unsupported:"true" doc:"Scoped API keys."`
 }
 
@@ -81,11 +90,33 @@ type Provider struct {
 	MaxTokenBytes  int      `yaml:"max_token_bytes" default:"16384" doc:"Largest accepted token."`
 	JWKSRefresh    Duration `yaml:"jwks_refresh" default:"1h" doc:"How often keys are refreshed in the background."`
 	TokenCacheSize int      `yaml:"token_cache_size" default:"10000" doc:"Verified tokens remembered (by SHA-256) so a repeated token skips signature verification; an entry never outlives its token's exp or its signing key. 0 turns the cache off."`
+	// GroupOverage resolves groups that a token names only by reference.
+	GroupOverage *GroupOverage `yaml:"group_overage" doc:"entra: when a token carries too many groups to list (group overage: _claim_names.groups, or hasgroups: true), ask Microsoft Graph for the caller's groups, on routes whose rules test groups. Absent, or when Graph fails: the caller's groups are unknown and rules on groups deny (403 groups_unknown); other rules decide as usual."`
 }
 
-// MTLS configures client-certificate workload identity.
+// GroupOverage configures group resolution through Microsoft Graph for an
+// Entra ID provider.
+type GroupOverage struct {
+	ClientID            string   `yaml:"client_id" required:"true" doc:"Application (client) id the gateway signs in to Microsoft Graph as, with the client credentials grant at {authority_host}/{tid}/oauth2/v2.0/token in the caller's tenant. It needs the Microsoft Graph application permissions GroupMember.Read.All and User.Read.All (and Application.Read.All for service principal callers and assigned_to_app_only), with admin consent in every tenant it serves."`
+	ClientSecret        string   `yaml:"client_secret" required:"true" doc:"That application's client secret. Write a ${secret:...} or ${env:...} reference, not the secret; it is never logged."`
+	GraphURL            string   `yaml:"graph_url" default:"https://graph.microsoft.com" doc:"Microsoft Graph of the provider's cloud (to be set with a national cloud's authority_host): https://graph.microsoft.us or https://dod-graph.microsoft.us (US Government), https://microsoftgraph.chinacloudapi.cn (China); http only on loopback, for tests. The token is asked for {graph_url}/.default. The endpoint a token names in _claim_sources is never called."`
+	Method              string   `yaml:"method" enum:"get_member_objects,transitive_member_of" default:"get_member_objects" doc:"get_member_objects: one POST /v1.0/users/{oid}/getMemberObjects (/servicePrincipals/ for applications): groups, directory roles and administrative units, transitively, up to 11,000 (beyond, transitive_member_of is used). transitive_member_of: GET .../transitiveMemberOf/microsoft.graph.group?$select=id,securityEnabled, paged through @odata.nextLink: groups only."`
+	SecurityEnabledOnly bool     `yaml:"security_enabled_only" default:"true" doc:"Only security groups (securityEnabledOnly), as the groups claim with groupMembershipClaims SecurityGroup. false adds Microsoft 365 groups and distribution lists, as All."`
+	AssignedToAppOnly   bool     `yaml:"assigned_to_app_only" doc:"Keep only the groups assigned to this API's enterprise application in the caller's tenant (its service principal's appRoleAssignedTo entries of type Group; the provider's client_id names it), as the ApplicationGroup option of the groups claim does."`
+	TTL                 Duration `yaml:"ttl" default:"10m" doc:"How long a caller's resolved groups are reused (per tenant and object id) before Graph is asked again; membership changes take up to this long to apply."`
+	FailureTTL          Duration `yaml:"failure_ttl" default:"10s" doc:"How long a failed lookup is remembered, so a failing Graph is not asked again on every request (the caller's groups stay unknown meanwhile); 0: not remembered. A 429's longer Retry-After holds the tenant's lookups back for that long."`
+	CacheSize           int      `yaml:"cache_size" default:"10000" doc:"Callers whose groups are remembered."`
+	Timeout             Duration `yaml:"timeout" default:"5s" doc:"Longest a request waits for a lookup (token, every page and retries after Retry-After); then its groups are unknown. Concurrent requests of one caller share one lookup."`
+}
+
+// MTLS configures client-certificate workload identity. The trust bundle
+// and the CRL are read when the configuration is loaded, and again when
+// either file changes; a bad file keeps the previous configuration serving.
 type MTLS struct {
-	TrustBundle string `yaml:"trust_bundle" doc:"PEM bundle of trusted client CAs."`
+	TrustBundle  string   `yaml:"trust_bundle" required:"true" doc:"PEM bundle of the CAs whose certificates identify workloads (relative to this configuration file). A client certificate must chain to one of them, be in its validity period and carry the clientAuth extended key usage; intermediates may come from the client. Checked for every request, independently of listen.tls.client_ca_file."`
+	CRLFile      string   `yaml:"crl_file" doc:"Certificate revocation lists, PEM (one or more X509 CRL blocks) or DER (relative to this configuration file). Each must be signed by a CA in trust_bundle (for an intermediate's CRL, add the intermediate to the bundle), one per CA; a certificate its issuer's CRL lists is refused (cert_revoked); past a CRL's nextUpdate its CA's certificates are refused (crl_stale) until a fresh CRL is written. A CA without a CRL here is not checked for revocation."`
+	TrustDomains []string `yaml:"trust_domains" doc:"SPIFFE trust domains whose workloads are accepted, e.g. prod.example; a SPIFFE ID from another is refused (trust_domain_not_allowed). Required when identity_from includes spiffe."`
+	IdentityFrom []string `yaml:"identity_from" enum:"spiffe,dns,subject" default:"[spiffe]" doc:"Where the workload's identity is read from, in order; the first source the certificate has wins. spiffe: a URI SAN with the spiffe scheme, which must be the certificate's only URI SAN and a valid SPIFFE ID with a path (else 401 bad_spiffe_id); dns: its first DNS SAN, as dns:NAME (lower case); subject: its subject common name, as cn:NAME. A certificate none of them fits is refused (no_workload_id)."`
 }
 
 // APIKeys configures scoped API keys.
@@ -106,6 +137,27 @@ type State struct {
 	MaxKeys int    `yaml:"max_keys" default:"100000" doc:"Most rate limit keys held in memory per node (least useful forgotten first)."`
 }
 
+// Detection configures the anomaly detector.
+type Detection struct {
+	Rules []DetectionRule `yaml:"rules" doc:"Detection rules, run over every audit event once it is durable."`
+	Sync  Duration        `yaml:"sync_interval" default:"500ms" doc:"How often a node reads the blocks and raised risk shared in Redis (state.driver redis)."`
+}
+
+// DetectionRule is one detection rule.
+type DetectionRule struct {
+	Name        string   `yaml:"name" required:"true" doc:"Rule name: in alerts, blocks and risk.alerts."`
+	Kind        string   `yaml:"kind" required:"true" enum:"auth_failures,denials,new_country,impossible_travel,off_hours,new_app,volume_spike,many_ips,revoked_credential,tenant_not_allowed" doc:"What the rule looks for."`
+	Key         string   `yaml:"key" enum:"ip,identity,tenant,api_key,global" doc:"What is counted and acted on (default per kind: ip for auth_failures and tenant_not_allowed, api_key for revoked_credential, identity otherwise)."`
+	Threshold   int      `yaml:"threshold" doc:"Events (distinct addresses for many_ips) within window that fire the rule (default 20 for auth_failures and denials, 10 for many_ips, 100 for volume_spike, else 1)."`
+	Window      Duration `yaml:"window" doc:"Window the threshold is counted over; also the quiet time after a detection (default 1m; 5m for volume_spike)."`
+	Factor      float64  `yaml:"factor" doc:"volume_spike (default 5), optionally auth_failures: also require the window's count to exceed factor times the key's own average."`
+	Learn       int      `yaml:"learn" default:"20" doc:"Requests of a caller seen before new_country, off_hours and new_app judge it."`
+	MaxSpeedKMH float64  `yaml:"max_speed_kmh" default:"1000" doc:"impossible_travel: the fastest plausible travel."`
+	Severity    string   `yaml:"severity" enum:"low,medium,high" default:"medium" doc:"Alert severity."`
+	Action      string   `yaml:"action" enum:"notify,block,step_up" default:"notify" doc:"notify: an alert only; block: refuse the key (ip, identity or api_key) for 'for' (reason blocked); step_up: raise the identity's risk (policy reads risk.level and risk.alerts) for 'for'."`
+	For         Duration `yaml:"for" default:"15m" doc:"How long a block or raised risk lasts."`
+}
+
 // Limits holds gateway-wide limits.
 type Limits struct {
 	RateLimit *RateLimit `yaml:"rate_limit" doc:"A limit every request counts against."`
@@ -113,14 +165,84 @@ type Limits struct {
 
 // Audit configures the audit pipeline.
 type Audit struct {
-	OnFailure     string   `yaml:"on_failure" enum:"deny,buffer" default:"deny" doc:"When the store cannot take an event: deny refuses the request (503 audit_unavailable); buffer appends it to a local spool file (fsynced) and replays the spool into the store when it is back."`
-	SpoolDir      string   `yaml:"spool_dir" doc:"buffer: directory of the spool file (default: audit-spool beside the configuration file)."`
-	SpoolMaxBytes int64    `yaml:"spool_max_bytes" default:"1073741824" doc:"buffer: largest spool; beyond it requests are refused as with deny."`
-	Node          string   `yaml:"node" doc:"This gateway's name in the audit chain (default: the host name)."`
-	HMACKey       string   `yaml:"hmac_key" doc:"Key for a keyed hash chain (use a ${secret:...} reference); without it the chain is plain SHA-256."`
-	WriteTimeout  Duration `yaml:"write_timeout" default:"2s" doc:"How long a request waits for its event to be durable before it is refused."`
-	Retention     Duration `yaml:"retention" doc:"Remove audit events older than this (checked hourly), e.g. 365d; the chain stays verifiable from a keyed checkpoint. Absent or 0: keep every event."`
+	OnFailure     string     `yaml:"on_failure" enum:"deny,buffer" default:"deny" doc:"When the store cannot take an event: deny refuses the request (503 audit_unavailable); buffer appends it to a local spool file (fsynced) and replays the spool into the store when it is back."`
+	SpoolDir      string     `yaml:"spool_dir" doc:"buffer: directory of the spool file (default: audit-spool beside the configuration file)."`
+	SpoolMaxBytes int64      `yaml:"spool_max_bytes" default:"1073741824" doc:"buffer: largest spool; beyond it requests are refused as with deny."`
+	Node          string     `yaml:"node" doc:"This gateway's name in the audit chain (default: the host name)."`
+	HMACKey       string     `yaml:"hmac_key" doc:"Key for a keyed hash chain (use a ${secret:...} reference); without it the chain is plain SHA-256."`
+	WriteTimeout  Duration   `yaml:"write_timeout" default:"2s" doc:"How long a request waits for its event to be durable before it is refused."`
+	Retention     Duration   `yaml:"retention" doc:"Remove audit events older than this (checked hourly), e.g. 365d; the chain stays verifiable from a keyed checkpoint. Absent or 0: keep every event."`
+	Exporters     []Exporter `yaml:"exporters" doc:"Where audit events go once they are durable in the store: SIEMs, log pipelines, webhooks. Each exporter has its own bounded buffer and never slows requests or the store; an event it cannot take is dropped for it (counted) and stays in the store."`
 }
+
+// Exporter sends durable audit events to one destination. Keys marked with a
+// type apply to that type only.
+type Exporter struct {
+	Type          string   `yaml:"type" required:"true" enum:"jsonl,sentinel,syslog,otlp,webhook" doc:"jsonl: JSON lines to stdout or a rotated file; sentinel: Microsoft Sentinel through the Azure Monitor Logs Ingestion API (ASIM WebSession records); syslog: CEF over RFC 5424 syslog (tcp, tls, udp); otlp: OpenTelemetry logs over OTLP/HTTP (JSON); webhook: JSON batches signed with HMAC-SHA256."`
+	Name          string   `yaml:"name" doc:"Name in logs and in the exporter label of the ztgate_audit_export_* metrics (default: the type); unique."`
+	Buffer        int      `yaml:"buffer" default:"10000" doc:"Events held while this exporter sends; when it is full, new events are dropped for this exporter (ztgate_audit_export_dropped_total) and stay in the store."`
+	BatchSize     int      `yaml:"batch_size" default:"500" doc:"Most events sent at once (sentinel also keeps each request under 1 MB)."`
+	FlushInterval Duration `yaml:"flush_interval" default:"1s" doc:"How long a batch waits to fill before it is sent."`
+	Timeout       Duration `yaml:"timeout" default:"30s" doc:"Time allowed for one delivery attempt."`
+	Retry         Retry    `yaml:"retry" doc:"Retries of a failed batch: exponential backoff with jitter; a Retry-After from the destination is honoured."`
+
+	Path     string `yaml:"path" doc:"jsonl: file to append to (relative to this configuration file), or - for standard output (default)."`
+	MaxBytes int64  `yaml:"max_bytes" default:"104857600" doc:"jsonl: size at which the file is rotated (to path.1, path.2, ...)."`
+	MaxFiles int    `yaml:"max_files" default:"5" doc:"jsonl: rotated files kept beside the current one."`
+
+	Endpoint      string `yaml:"endpoint" doc:"sentinel: the data collection endpoint or the DCR's logs ingestion endpoint, https://....ingest.monitor.azure.com."`
+	DCRID         string `yaml:"dcr_id" doc:"sentinel: the immutable id of the data collection rule (dcr-...)."`
+	Stream        string `yaml:"stream" doc:"sentinel: the stream declared in the data collection rule, e.g. Custom-ZtgateWebSession."`
+	Auth          string `yaml:"auth" enum:"client_secret,managed_identity" doc:"sentinel: how the gateway gets its token: client_secret (tenant_id, client_id, client_secret) or managed_identity (client_id for a user-assigned identity)."`
+	TenantID      string `yaml:"tenant_id" doc:"sentinel client_secret: the Entra tenant id."`
+	ClientID      string `yaml:"client_id" doc:"sentinel: the application (client) id; with managed_identity, the client id of a user-assigned identity."`
+	ClientSecret  Secret `yaml:"client_secret" doc:"sentinel client_secret: the client secret; use a ${secret:...} reference."`
+	AuthorityHost string `yaml:"authority_host" doc:"sentinel client_secret: the cloud's sign-in URL (default https://login.microsoftonline.com)."`
+	Audience      string `yaml:"audience" default:"https://monitor.azure.com" doc:"sentinel: the audience of the ingestion token (https://monitor.azure.us, https://monitor.azure.cn in sovereign clouds)."`
+
+	Network  string `yaml:"network" enum:"tcp,tls,udp" doc:"syslog: transport; tcp and tls frame messages by octet counting (RFC 6587, RFC 5425)."`
+	Address  string `yaml:"address" doc:"syslog: host:port of the receiver."`
+	Facility string `yaml:"facility" enum:"kern,user,daemon,auth,syslog,authpriv,local0,local1,local2,local3,local4,local5,local6,local7" default:"local0" doc:"syslog: facility of the messages."`
+
+	URL     string            `yaml:"url" doc:"otlp: the OTLP/HTTP logs URL (http://collector:4318/v1/logs); webhook: the URL batches are POSTed to."`
+	Headers map[string]Secret `yaml:"headers" doc:"otlp, webhook: headers added to every request (for example an API key; use ${secret:...} references)."`
+	HMACKey Secret            `yaml:"hmac_key" doc:"webhook: key of the HMAC-SHA256 signature over timestamp and body (X-Ztgate-Signature); use a ${secret:...} reference."`
+
+	CAFile     string `yaml:"ca_file" doc:"sentinel, syslog tls, otlp, webhook: PEM bundle of CAs trusted for the destination (default: system roots)."`
+	CertFile   string `yaml:"cert_file" doc:"syslog tls, otlp, webhook: PEM client certificate (mTLS)."`
+	KeyFile    string `yaml:"key_file" doc:"syslog tls, otlp, webhook: PEM key of the client certificate."`
+	ServerName string `yaml:"server_name" doc:"syslog tls: name verified in the receiver's certificate (default: the host of address)."`
+}
+
+// Retry bounds the retries of one batch.
+type Retry struct {
+	InitialInterval Duration `yaml:"initial_interval" default:"1s" doc:"Wait before the first retry; doubled after each failure, with jitter."`
+	MaxInterval     Duration `yaml:"max_interval" default:"1m" doc:"Longest wait between two attempts (a longer Retry-After is still honoured)."`
+	MaxElapsed      Duration `yaml:"max_elapsed" default:"10m" doc:"Give up on a batch after this long; its events are counted in ztgate_audit_export_failed_total and stay in the store."`
+}
+
+// Secret is a string value that never prints: fmt, slog and JSON show it as
+// REDACTED. Reveal returns the value.
+type Secret string
+
+// Reveal returns the secret value.
+func (s Secret) Reveal() string { return string(s) }
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "REDACTED"
+}
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// LogValue keeps slog from printing the value.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalJSON keeps encoding/json from writing the value.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(s.String())), nil }
 
 // Secrets configures secret providers.
 type Secrets struct {
@@ -159,7 +281,8 @@ type Service struct {
 	RateLimit            *RateLimit   `yaml:"rate_limit" doc:"A limit every request to the service counts against."`
 	CORS                 *CORS        `yaml:"cors" doc:"Cross-origin resource sharing for browsers; preflights are answered at the gateway."`
 	Quota                *Quota       `yaml:"quota" doc:"A volume quota every request to the service counts against."`
-	Inject               *Inject      `yaml:"inject" unsupported:"true" doc:"Credentials injected into upstream requests."`
+	RequireClientCert    bool         `yaml:"require_client_cert" doc:"Every route of the service needs a verified client certificate (identity.mtls), even when a bearer token is the caller; without one: 401 cert_missing."`
+	Inject               *Inject      `yaml:"inject" doc:"Credentials injected into upstream requests."`
 	Routes               []Route      `yaml:"routes" required:"true" doc:"Routes; a request matching none is denied (404 no_route)."`
 }
 
@@ -182,8 +305,66 @@ type Timeouts struct {
 
 // Inject configures upstream credentials.
 type Inject struct {
-	Headers           map[string]string `yaml:"headers" doc:"Headers set on upstream requests."`
-	IdentityAssertion bool              `yaml:"identity_assertion" doc:"Add a signed identity assertion."`
+	Headers           map[string]string `yaml:"headers" unsupported:"true" doc:"Headers set on upstream requests."`
+	IdentityAssertion bool              `yaml:"identity_assertion" doc:"Add a signed identity assertion (a short-lived ES256 JWT about the caller, see assertion) to every upstream request."`
+	// AssertionAudience is the aud of the service's assertions.
+	AssertionAudience string `yaml:"assertion_audience" doc:"aud of the service's identity assertions (default: the service name). The upstream accepts only its own audience, so an assertion cannot be replayed to another service."`
+	// ClientCredentials mints the upstream's bearer token with the OAuth 2.0
+	// client credentials grant.
+	ClientCredentials *ClientCredentials `yaml:"client_credentials" doc:"Send the upstream an access token the gateway gets for itself with the OAuth 2.0 client credentials grant, as Authorization: Bearer."`
+	// ManagedIdentity mints the upstream's bearer token from the Azure
+	// managed identity of the host the gateway runs on.
+	ManagedIdentity *ManagedIdentity `yaml:"managed_identity" doc:"Send the upstream an access token of the gateway's Azure managed identity, as Authorization: Bearer."`
+	// TokenExchange exchanges the caller's token for one narrowed to the
+	// upstream (RFC 8693, or Entra ID's on-behalf-of flow).
+	TokenExchange *TokenExchange `yaml:"token_exchange" doc:"Send the upstream a token for the caller, narrowed to it, that the gateway exchanges the caller's own token for (RFC 8693 token exchange, or Microsoft Entra ID's on-behalf-of flow), as Authorization: Bearer."`
+}
+
+// Assertion configures the identity assertions the gateway signs.
+type Assertion struct {
+	Issuer          string         `yaml:"issuer" required:"true" doc:"iss of every assertion, the name upstreams check, e.g. https://gateway.example.com."`
+	Header          string         `yaml:"header" default:"X-Ztgate-Identity" doc:"Request header that carries the assertion to upstreams. A client's copies of it are removed on every service."`
+	TTL             Duration       `yaml:"ttl" default:"60s" doc:"Lifetime of an assertion (never past the expiry of the caller's own token)."`
+	Keys            []AssertionKey `yaml:"keys" doc:"ES256 (P-256) private keys, newest first: the first signs, the others are only published (a next key announced ahead, or a previous one kept verifiable). Empty: a key is generated once and kept in ztgate-assertion-key.pem beside this file (mode 0600)."`
+	RotationOverlap Duration       `yaml:"rotation_overlap" default:"15m" doc:"When a reload removes a key (a new key signs), how long the removed key stays published; at least ttl."`
+}
+
+// AssertionKey is one assertion key: a PEM file or PEM text.
+type AssertionKey struct {
+	File string `yaml:"file" doc:"PEM file of the private key (SEC 1 or PKCS #8), relative to this configuration file."`
+	PEM  string `yaml:"pem" secret:"true" doc:"The private key's PEM text, from a ${secret:...} or ${env:...} reference."`
+}
+
+// ClientCredentials configures a token from the OAuth 2.0 client credentials
+// grant (RFC 6749 §4.4).
+type ClientCredentials struct {
+	TokenURL     string   `yaml:"token_url" required:"true" doc:"The token endpoint, e.g. https://login.microsoftonline.com/TENANT/oauth2/v2.0/token (https; http only on loopback)."`
+	ClientID     string   `yaml:"client_id" required:"true" doc:"The gateway's client id at the token endpoint."`
+	ClientSecret string   `yaml:"client_secret" required:"true" secret:"true" doc:"The client secret, from a ${secret:...} or ${env:...} reference."`
+	Scopes       []string `yaml:"scopes" doc:"Scopes requested, e.g. [api://orders/.default]."`
+	Audience     string   `yaml:"audience" doc:"Sent as the audience parameter (Auth0, Okta and others)."`
+	Resource     string   `yaml:"resource" doc:"Sent as the resource parameter (RFC 8707 resource indicators)."`
+	AuthMethod   string   `yaml:"auth_method" enum:"basic,post" default:"basic" doc:"How the gateway authenticates to the token endpoint: basic (HTTP Basic, client_secret_basic) or post (in the form, client_secret_post)."`
+}
+
+// TokenExchange configures a token exchanged for the caller's (RFC 8693
+// §2.1, or Entra ID's on-behalf-of flow).
+type TokenExchange struct {
+	Grant        string   `yaml:"grant" enum:"token_exchange,on_behalf_of" default:"token_exchange" doc:"token_exchange: RFC 8693 (subject_token, the caller's access token); on_behalf_of: Microsoft Entra ID (the jwt-bearer grant with requested_token_use=on_behalf_of)."`
+	TokenURL     string   `yaml:"token_url" required:"true" doc:"The token endpoint (https; http only on loopback)."`
+	ClientID     string   `yaml:"client_id" required:"true" doc:"The gateway's client id at the token endpoint."`
+	ClientSecret string   `yaml:"client_secret" required:"true" secret:"true" doc:"The client secret, from a ${secret:...} or ${env:...} reference."`
+	Scopes       []string `yaml:"scopes" doc:"Scopes requested for the upstream, e.g. [api://orders/.default] (required for on_behalf_of)."`
+	Audience     string   `yaml:"audience" doc:"Sent as the audience parameter: the upstream's name at the token endpoint."`
+	Resource     string   `yaml:"resource" doc:"Sent as the resource parameter: the upstream's URI."`
+	AuthMethod   string   `yaml:"auth_method" enum:"basic,post" default:"basic" doc:"How the gateway authenticates to the token endpoint: basic (client_secret_basic) or post (client_secret_post)."`
+	CacheSize    int      `yaml:"cache_size" default:"10000" doc:"Exchanged tokens kept, one per caller token, each until shortly before it or the caller's token expires."`
+}
+
+// ManagedIdentity configures a token of the host's Azure managed identity.
+type ManagedIdentity struct {
+	ClientID string `yaml:"client_id" doc:"Client id of a user-assigned managed identity. Absent: the system-assigned identity."`
+	Scope    string `yaml:"scope" required:"true" doc:"The scope requested, e.g. api://orders/.default or https://storage.azure.com/.default."`
 }
 
 // Route is one rule for a set of requests to a service.
@@ -197,6 +378,8 @@ type Route struct {
 	Guard     *Guard     `yaml:"guard" doc:"Checks on the request before it reaches the upstream; a failure is 400, 413 or 415 with the failed check as reason."`
 	Quota     *Quota     `yaml:"quota" doc:"A volume quota every request on the route counts against."`
 	DLP       *DLP       `yaml:"dlp" doc:"Data loss prevention on responses: sensitive values masked, or the response refused. Applies to JSON, text/*, XML and form bodies (other media types pass unscanned); the upstream is asked for an uncompressed, whole (no Range) response."`
+
+	RequireClientCert bool `yaml:"require_client_cert" doc:"The request needs a verified client certificate (identity.mtls), even when a bearer token is the caller; without one: 401 cert_missing."`
 }
 
 // Match selects requests.
@@ -218,6 +401,7 @@ type Rule struct {
 	Apps          []string `yaml:"apps" doc:"Client application ids (azp, appid or client_id claim)."`
 	Subjects      []string `yaml:"subjects" doc:"Subjects (sub claim)."`
 	IdentityTypes []string `yaml:"identity_types" enum:"user,app,workload,api_key" doc:"Kinds of caller."`
+	Workloads     []string `yaml:"workloads" doc:"Workloads named by the request's verified client certificate (identity.mtls), whether the workload is the caller or carries a bearer token: spiffe://trust-domain/path patterns (* one segment, ** as the last segment any rest), dns:NAME (*.domain for one label) or cn:NAME. Add identity_types: [workload] to require the workload itself to be the caller."`
 	MFA           bool     `yaml:"mfa" doc:"The token must show multi-factor authentication (amr contains mfa)."`
 	IP            []string `yaml:"ip" doc:"Client IP must be in one of these CIDRs."`
 	AuthContext   []string `yaml:"auth_context" doc:"Authentication context class references (acrs claim, e.g. c1); at least one must be present."`
@@ -328,4 +512,12 @@ func (c *Config) RouteTable() []RouteRef {
 		}
 	}
 	return out
+}
+
+// Rule returns the detector's rule, defaults filled.
+func (r DetectionRule) Rule() detect.Rule {
+	dr := detect.Rule{Name: r.Name, Kind: r.Kind, Key: r.Key, Threshold: r.Threshold, Window: r.Window.D(), Factor: r.Factor,
+		Learn: r.Learn, MaxSpeedKMH: r.MaxSpeedKMH, Severity: r.Severity, Action: r.Action, For: r.For.D()}
+	dr.Defaults()
+	return dr
 }

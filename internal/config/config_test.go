@@ -1,8 +1,11 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,6 +93,20 @@ func withEntra(from, to string) string {
 	return strings.Replace(base, `{ name: p, type: oidc, issuer: "https://idp.example", audiences: [api] }`, p, 1)
 }
 
+// withMTLS is base with TLS on the listener and identity.mtls, in which
+// from is replaced by to.
+func withMTLS(from, to string) string {
+	c := strings.Replace(base, `listen: { address: ":8443" }`, `listen: { address: ":8443", tls: { cert_file: gw.pem, key_file: gw.key, client_auth: optional } }`, 1)
+	c = strings.Replace(c, "services:", "  mtls: { trust_bundle: clients.pem, trust_domains: [prod.example] }\nservices:", 1)
+	return strings.Replace(c, from, to, 1)
+}
+
+// withInject is base with the service's inject set to the flow mapping
+// body in (line 8).
+func withInject(in string) string {
+	return strings.Replace(base, "    routes:", "    inject: { "+in+" }\n    routes:", 1)
+}
+
 func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -121,7 +138,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad method", strings.Replace(base, "[GET]", "[get]", 1), []string{"bad method \"get\""}},
 		{"connect", strings.Replace(base, "[GET]", "[CONNECT]", 1), []string{"CONNECT is never proxied"}},
 		{"bad path pattern", strings.Replace(base, "/orders/**", "/orders/**/x", 1), []string{"services[0].routes[0].match.path:"}},
-		{"unsupported key", base + "    inject: { identity_assertion: true }\n", []string{"services[0].inject: \"inject\" is part of the configuration contract but not supported"}},
+		{"unsupported key", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true }\n", 1), []string{"identity.api_keys: \"api_keys\" is part of the configuration contract but not supported"}},
 		{"dlp valid", base + "        dlp:\n          mask: [credit_card, email, emp]\n          block: [private_key]\n          custom: [{ name: emp, regex: '\\bEMP-[0-9]{6}\\b' }]\n          json_paths: [\"$.customer.ssn\", \"$.items[*].card\"]\n          card_last4: true\n          over_limit: pass\n", nil},
 		{"dlp unknown detector", base + "        dlp: { mask: [email, credit_cards] }\n", []string{"x.yaml:12:30: services[0].routes[0].dlp.mask[1]: unknown detector \"credit_cards\" (known: private_key, jwt,"}},
 		{"dlp detector twice", base + "        dlp: { mask: [email], block: [email] }\n", []string{"dlp.block[0]: detector \"email\" is already listed under mask"}},
@@ -159,6 +176,68 @@ func TestLoadErrors(t *testing.T) {
 		{"entra allowed_tenants on a single tenant", withEntra(" }", ", allowed_tenants: [72f988bf-86f1-41af-91ab-2d7cd011db47] }"), []string{"allowed_tenants is only for multi-tenant providers"}},
 		{"entra http authority", withEntra(" }", ", authority_host: http://login.example }"), []string{"authority_host: \"http://login.example\" must use https"}},
 		{"tenant on oidc", strings.Replace(base, "audiences: [api]", "audiences: [api], tenant: common", 1), []string{"providers[0].tenant: tenant is only for type entra"}},
+		{"mtls valid", withMTLS("", ""), nil},
+		{"mtls valid with require and a client CA", withMTLS("client_auth: optional", "client_auth: require, client_ca_file: ca.pem"), nil},
+		{"mtls valid from dns and subject only", withMTLS(", trust_domains: [prod.example]", ", identity_from: [dns, subject]"), nil},
+		{"mtls without TLS", strings.Replace(withMTLS("", ""), `listen: { address: ":8443", tls: { cert_file: gw.pem, key_file: gw.key, client_auth: optional } }`, `listen: { address: ":8443" }`, 1), []string{"x.yaml:5:9: identity.mtls: client certificates need TLS on the listener"}},
+		{"mtls with client_auth none", withMTLS("client_auth: optional", "client_auth: none"), []string{"x.yaml:1:86: listen.tls.client_auth: identity.mtls needs the listener to ask for client certificates"}},
+		{"mtls with client_auth absent", withMTLS(", client_auth: optional", ""), []string{"x.yaml:1:34: listen.tls: identity.mtls needs the listener to ask"}},
+		{"mtls without trust_bundle", withMTLS("trust_bundle: clients.pem, ", ""), []string{"x.yaml:5:9: identity.mtls: missing required key \"trust_bundle\""}},
+		{"mtls without trust_domains", withMTLS(", trust_domains: [prod.example]", ""), []string{"x.yaml:5:9: identity.mtls: missing \"trust_domains\""}},
+		{"mtls bad trust domain", withMTLS("[prod.example]", "[prod.example, spiffe://Staging.example, prod.example]"), []string{"identity.mtls.trust_domains[1]: bad trust domain", "identity.mtls.trust_domains[2]: duplicate trust domain"}},
+		{"mtls trust domain with a port", withMTLS("[prod.example]", "[\"prod.example:443\"]"), []string{"trust_domains[0]: bad trust domain \"prod.example:443\": the trust domain must not carry a port"}},
+		{"mtls trust_domains without spiffe", withMTLS("[prod.example] }", "[prod.example], identity_from: [dns] }"), []string{"identity.mtls.trust_domains: trust_domains apply to SPIFFE IDs"}},
+		{"mtls unknown source", withMTLS("[prod.example] }", ", identity_from: [spiffe, email] }"), []string{"identity.mtls.identity_from[1]: \"email\" is not one of: spiffe, dns, subject"}},
+		{"mtls duplicate source", withMTLS("[prod.example] }", ", identity_from: [spiffe, dns, spiffe] }"), []string{"identity_from[2]: duplicate source \"spiffe\""}},
+		{"mtls no source", withMTLS("[prod.example] }", ", identity_from: [] }"), []string{"identity.mtls.identity_from: at least one source"}},
+		{"mtls unknown key", withMTLS("[prod.example] }", ", crl: x.pem }"), []string{"identity.mtls.crl: unknown key \"crl\""}},
+		{"workloads", withMTLS("roles: [Orders.Read]", "workloads: [\"spiffe://prod.example/ns/orders/*\", \"dns:*.orders.internal\", \"cn:Orders API\"]"), nil},
+		{"workloads bad pattern", withMTLS("roles: [Orders.Read]", "workloads: [\"spiffe://prod.example/ns/**/x\", \"spiffe://*.example/a\", \"orders\", \"dns:Orders\", \"cn:\", spiffe://prod.example]"), []string{
+			"allow.workloads[0]: bad workload pattern \"spiffe://prod.example/ns/**/x\": ** only as the last segment",
+			"allow.workloads[1]: bad workload pattern", "the trust domain is never a wildcard",
+			"allow.workloads[2]: bad workload \"orders\": want spiffe://trust-domain/path, dns:NAME or cn:NAME",
+			"allow.workloads[3]: bad workload \"dns:Orders\"",
+			"allow.workloads[4]: bad workload \"cn:\"",
+			"allow.workloads[5]: bad workload pattern \"spiffe://prod.example\": a workload's ID has a path"}},
+		{"workloads without mtls", strings.Replace(base, "roles: [Orders.Read]", "workloads: [\"spiffe://prod.example/**\"]", 1), []string{"x.yaml:11:29: services[0].routes[0].allow.workloads: workloads need identity.mtls"}},
+		{"empty workloads", withMTLS("roles: [Orders.Read]", "workloads: []"), []string{"allow.workloads: empty list"}},
+		{"require_client_cert without mtls", base + "        require_client_cert: true\n", []string{"x.yaml:12:30: services[0].routes[0].require_client_cert: require_client_cert needs identity.mtls"}},
+		{"service require_client_cert without mtls", strings.Replace(base, "    routes:", "    require_client_cert: true\n    routes:", 1), []string{"services[0].require_client_cert: require_client_cert needs identity.mtls"}},
+		{"route require_client_cert", withMTLS("", "") + "        require_client_cert: true\n", nil},
+		{"client_auth with mtls needs no client CA", withMTLS("client_auth: optional", "client_auth: require"), nil},
+
+		// Upstream credentials (inject) and the assertion signer.
+		{"assertion valid", withInject("identity_assertion: true, assertion_audience: api://orders") + "assertion: { issuer: https://gw.example, keys: [ { file: a.pem }, { pem: \"${env:ZT_TEST_SUBJECT}\" } ] }\n", nil},
+		{"assertion generated key", withInject("identity_assertion: true") + "assertion: { issuer: \"urn:ztgate:prod\" }\n", nil},
+		{"assertion without the section", withInject("identity_assertion: true"), []string{"x.yaml:8:35: services[0].inject.identity_assertion: identity assertions need the top-level assertion section"}},
+		{"assertion without issuer", withInject("identity_assertion: true") + "assertion: { ttl: 30s }\n", []string{"x.yaml:13:12: assertion: missing required key \"issuer\""}},
+		{"assertion bad issuer", withInject("identity_assertion: true") + "assertion: { issuer: gateway }\n", []string{"assertion.issuer: bad issuer \"gateway\""}},
+		{"assertion reserved header", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, header: authorization }\n", []string{"assertion.header: header \"authorization\" is reserved"}},
+		{"assertion forwarded header", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, header: X-Forwarded-User }\n", []string{"assertion.header: header \"X-Forwarded-User\" is reserved"}},
+		{"assertion bad header", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, header: \"X Id\" }\n", []string{"assertion.header: bad header name"}},
+		{"assertion long ttl", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, ttl: 1h }\n", []string{"assertion.ttl: must be between 5s and 10m"}},
+		{"assertion overlap shorter than ttl", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, ttl: 5m, rotation_overlap: 1m }\n", []string{"assertion.rotation_overlap: must be between ttl (5m0s) and 30d"}},
+		{"assertion key file and pem", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, keys: [ { file: a.pem, pem: \"${env:ZT_TEST_SUBJECT}\" } ] }\n", []string{"assertion.keys[0]: set exactly one of file and pem"}},
+		{"assertion inline pem", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, keys: [ { pem: \"-----BEGIN PRIVATE KEY-----\" } ] }\n", []string{"assertion.keys[0].pem: write a ${secret:PROVIDER/NAME} or ${env:NAME} reference here, not the secret itself"}},
+		{"audience without assertion", withInject("assertion_audience: x"), []string{"services[0].inject.assertion_audience: assertion_audience without identity_assertion"}},
+		{"headers not supported yet", withInject("headers: { x-key: v }"), []string{"services[0].inject.headers: \"headers\" is part of the configuration contract but not supported"}},
+		{"client credentials valid", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\", scopes: [api://orders/.default], resource: \"urn:orders\" }"), nil},
+		{"client credentials inline secret", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: hunter2 }"), []string{"x.yaml:8:109: services[0].inject.client_credentials.client_secret: write a ${secret:PROVIDER/NAME} or ${env:NAME} reference here"}},
+		{"client credentials empty secret", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}\" }"), []string{"client_credentials.client_secret: the reference resolved to an empty secret"}},
+		{"client credentials http token url", withInject("client_credentials: { token_url: \"http://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}x\" }"), []string{"client_credentials.token_url: \"http://login.example/token\" must use https"}},
+		{"client credentials missing client_id", withInject("client_credentials: { token_url: \"https://login.example/token\", client_secret: \"${env:EMPTY}x\" }"), []string{"services[0].inject.client_credentials: missing required key \"client_id\""}},
+		{"client credentials bad scope", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}x\", scopes: [\"a b\"] }"), []string{"client_credentials.scopes[0]: bad scope \"a b\""}},
+		{"client credentials bad auth method", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}x\", auth_method: jwt }"), []string{"client_credentials.auth_method: \"jwt\" is not one of: basic, post"}},
+		{"managed identity valid", withInject("managed_identity: { client_id: 6f1d4c9e-0000-0000-0000-000000000000, scope: api://orders/.default }"), nil},
+		{"managed identity bad client_id", withInject("managed_identity: { client_id: me, scope: api://orders/.default }"), []string{"managed_identity.client_id: bad client_id \"me\""}},
+		{"managed identity without scope", withInject("managed_identity: { }"), []string{"services[0].inject.managed_identity: missing required key \"scope\""}},
+		{"two upstream tokens", withInject("managed_identity: { scope: a }, client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}x\" }"), []string{"services[0].inject.managed_identity: client_credentials and managed_identity each set"}},
+		{"token exchange valid", withInject("token_exchange: { token_url: \"https://sts.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\", audience: orders-backend }"), nil},
+		{"token exchange unnarrowed", withInject("token_exchange: { token_url: \"https://sts.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\" }"), []string{"services[0].inject.token_exchange: say what the token is for"}},
+		{"on behalf of without scopes", withInject("token_exchange: { grant: on_behalf_of, token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\", resource: x }"), []string{"services[0].inject.token_exchange.scopes: on_behalf_of needs the scopes"}},
+		{"token exchange and client credentials", withInject("token_exchange: { token_url: \"https://sts.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\", audience: a }, client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}x\" }"), []string{"services[0].inject.token_exchange: client_credentials and token_exchange each set"}},
+		{"token exchange cache size", withInject("token_exchange: { token_url: \"https://sts.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\", audience: a, cache_size: 0 }"), []string{"token_exchange.cache_size: must be between 1 and 1000000"}},
+		{"upstream token and forward_authorization", strings.Replace(withInject("managed_identity: { scope: a }"), "    routes:", "    forward_authorization: true\n    routes:", 1), []string{"services[0].inject: an injected upstream token replaces the caller's Authorization header"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -185,6 +264,117 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("got %T, want errors.As to find a *config.Error", err)
 			}
 		})
+	}
+}
+
+// withExporter is base with a store and one audit exporter.
+func withExporter(e string) string {
+	return base + "store: { dsn: a.db }\naudit:\n  exporters:\n    - " + e + "\n"
+}
+
+func TestExporterErrors(t *testing.T) {
+	const dcr = "dcr-0123456789abcdef0123456789abcdef"
+	const tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	sentinel := "{ type: sentinel, endpoint: \"https://dce.eastus-1.ingest.monitor.azure.com\", dcr_id: " + dcr + ", stream: Custom-Ztgate, auth: client_secret, tenant_id: " + tenant + ", client_id: " + tenant + ", client_secret: \"${env:ZT_TEST_SUBJECT}\" }"
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error, in order; nil: valid
+	}{
+		{"jsonl stdout", withExporter("{ type: jsonl }"), nil},
+		{"jsonl file", withExporter("{ type: jsonl, path: audit.jsonl, max_bytes: 1048576, max_files: 3 }"), nil},
+		{"sentinel valid", withExporter(sentinel), nil},
+		{"sentinel managed identity", withExporter("{ type: sentinel, endpoint: \"https://dce.example\", dcr_id: " + dcr + ", stream: Custom-Ztgate, auth: managed_identity }"), nil},
+		{"syslog tls", withExporter("{ type: syslog, network: tls, address: \"siem.example:6514\", ca_file: ca.pem }"), nil},
+		{"otlp", withExporter("{ type: otlp, url: \"http://127.0.0.1:4318/v1/logs\", headers: { X-Api-Key: \"${env:ZT_TEST_SUBJECT}\" } }"), nil},
+		{"webhook", withExporter("{ type: webhook, url: \"https://hooks.example/ztgate\", hmac_key: \"${env:ZT_TEST_SUBJECT}${env:ZT_TEST_SUBJECT}${env:ZT_TEST_SUBJECT}${env:ZT_TEST_SUBJECT}${env:ZT_TEST_SUBJECT}${env:ZT_TEST_SUBJECT}\" }"), nil},
+		{"unknown type", withExporter("{ type: kafka }"), []string{"x.yaml:15:15: audit.exporters[0].type: \"kafka\" is not one of: jsonl, sentinel, syslog, otlp, webhook"}},
+		{"missing type", withExporter("{ name: x }"), []string{"x.yaml:15:7: audit.exporters[0]: missing required key \"type\""}},
+		{"unknown key", withExporter("{ type: jsonl, paht: x }"), []string{"x.yaml:15:22: audit.exporters[0].paht: unknown key \"paht\""}},
+		{"key of another type", withExporter("{ type: jsonl, url: \"http://x\", hmac_key: abc }"), []string{"audit.exporters[0].hmac_key: hmac_key is only for type webhook", "audit.exporters[0].url: url is only for type otlp and webhook"}},
+		{"duplicate names", base + "store: { dsn: a.db }\naudit:\n  exporters:\n    - { type: jsonl }\n    - { type: jsonl }\n", []string{"x.yaml:16:7: audit.exporters[1]: duplicate exporter name \"jsonl\""}},
+		{"no store", base + "audit: { exporters: [ { type: jsonl } ] }\n", []string{"audit.exporters[0]: exporters send what the store made durable: configure a store"}},
+		{"zero buffer", withExporter("{ type: jsonl, buffer: 0 }"), []string{"audit.exporters[0].buffer: must be between 1"}},
+		{"retry max below initial", withExporter("{ type: jsonl, retry: { initial_interval: 5s, max_interval: 1s } }"), []string{"audit.exporters[0].retry.max_interval: must not be shorter"}},
+		{"sentinel missing keys", withExporter("{ type: sentinel }"), []string{"missing required key \"endpoint\" for type sentinel", "\"dcr_id\"", "\"stream\"", "\"auth\""}},
+		{"sentinel http endpoint", withExporter(strings.Replace(sentinel, "https://dce", "http://dce", 1)), []string{"audit.exporters[0].endpoint: bad endpoint \"http://dce.eastus-1.ingest.monitor.azure.com\": want https"}},
+		{"sentinel bad dcr", withExporter(strings.Replace(sentinel, dcr, "my-rule", 1)), []string{"audit.exporters[0].dcr_id: bad dcr_id \"my-rule\""}},
+		{"sentinel client_secret without secret", withExporter(strings.Replace(sentinel, ", client_secret: \"${env:ZT_TEST_SUBJECT}\"", "", 1)), []string{"auth client_secret needs client_secret"}},
+		{"sentinel managed identity with a secret", withExporter(strings.Replace(sentinel, "auth: client_secret", "auth: managed_identity", 1)), []string{"audit.exporters[0].tenant_id: tenant_id is only for auth client_secret", "audit.exporters[0].client_secret: client_secret is only for auth client_secret"}},
+		{"syslog without network", withExporter("{ type: syslog, address: \"x:514\" }"), []string{"missing required key \"network\" for type syslog"}},
+		{"syslog bad network", withExporter("{ type: syslog, network: sctp, address: \"x:514\" }"), []string{"network: \"sctp\" is not one of: tcp, tls, udp"}},
+		{"syslog bad address", withExporter("{ type: syslog, network: udp, address: x }"), []string{"audit.exporters[0].address: bad address \"x\""}},
+		{"syslog ca_file without tls", withExporter("{ type: syslog, network: tcp, address: \"x:514\", ca_file: ca.pem }"), []string{"audit.exporters[0].ca_file: ca_file is only for network tls"}},
+		{"otlp without url", withExporter("{ type: otlp }"), []string{"missing required key \"url\" for type otlp"}},
+		{"webhook url with credentials", withExporter("{ type: webhook, url: \"https://u:p@hooks.example\", hmac_key: 0123456789abcdef }"), []string{"must not carry credentials"}},
+		{"webhook short key", withExporter("{ type: webhook, url: \"https://hooks.example\", hmac_key: short }"), []string{"audit.exporters[0].hmac_key: webhook needs an hmac_key of at least 16 bytes"}},
+		{"cert without key", withExporter("{ type: webhook, url: \"https://hooks.example\", hmac_key: 0123456789abcdef, cert_file: c.pem }"), []string{"cert_file and key_file go together"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("x.yaml", []byte(tt.yaml), testOptions())
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("got error %v, want none", err)
+				}
+				if got := len(c.Audit.Exporters); got != 1 {
+					t.Fatalf("got %d exporters, want 1", got)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("got no error, want %q", tt.want)
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				i := strings.Index(msg, w)
+				if i < 0 {
+					t.Fatalf("got error:\n%s\nwant it to contain %q", err, w)
+				}
+				msg = msg[i+len(w):]
+			}
+		})
+	}
+}
+
+func TestExporterDefaults(t *testing.T) {
+	c, err := Parse("x.yaml", []byte(withExporter("{ type: syslog, network: udp, address: \"127.0.0.1:514\" }")), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Audit.Exporters[0]
+	if e.Buffer != 10000 || e.BatchSize != 500 || e.FlushInterval.D() != time.Second || e.Retry.InitialInterval.D() != time.Second || e.Retry.MaxInterval.D() != time.Minute || e.Facility != "local0" {
+		t.Errorf("got defaults %+v, want buffer 10000, batch_size 500, flush_interval 1s, retry 1s..1m, facility local0", e)
+	}
+}
+
+// TestExporterSecretsNeverPrint guards the promise that a client secret,
+// an HMAC key or a header value never shows in output: %v, %+v, %#v, JSON,
+// slog, or an error about the same exporter.
+func TestExporterSecretsNeverPrint(t *testing.T) {
+	const secret = "s3cr3t-value-never-shown"
+	opts := testOptions()
+	opts.LookupEnv = func(k string) (string, bool) { return secret, k == "ZT_SECRET" }
+	y := withExporter("{ type: webhook, url: \"https://hooks.example\", hmac_key: \"${env:ZT_SECRET}\", headers: { Authorization: \"Bearer ${env:ZT_SECRET}\" } }")
+	c, err := Parse("x.yaml", []byte(y), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Audit.Exporters[0]
+	if e.HMACKey.Reveal() != secret || e.Headers["Authorization"].Reveal() != "Bearer "+secret {
+		t.Fatalf("secrets not resolved: got %q", e.HMACKey.Reveal())
+	}
+	js, _ := json.Marshal(e)
+	var logs strings.Builder
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("exporter", "key", e.HMACKey, "config", e)
+	for _, out := range []string{fmt.Sprint(e), fmt.Sprintf("%+v", c.Audit), fmt.Sprintf("%#v", e), string(js), logs.String()} {
+		if strings.Contains(out, secret) {
+			t.Errorf("secret printed in %s", out)
+		}
+	}
+	_, err = Parse("x.yaml", []byte(strings.Replace(y, "https://hooks.example", "ftp://x", 1)), opts)
+	if err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("got error %v, want one that does not print the secret", err)
 	}
 }
 
@@ -262,12 +452,12 @@ func TestSchemaCoversEverySupportedKey(t *testing.T) {
 	// Every key the decoder accepts appears in the reference, and no
 	// reserved (unsupported) key does.
 	ref := Reference()
-	for _, k := range []string{"`listen.address`", "`services[].routes[].allow.any_of`", "`services[].timeouts.overall`", "`identity.providers[].audiences`", "`services[].routes[].dlp.mask`", "`services[].routes[].dlp.custom[].regex`"} {
+	for _, k := range []string{"`listen.address`", "`services[].routes[].allow.any_of`", "`services[].timeouts.overall`", "`identity.providers[].audiences`", "`identity.mtls.trust_bundle`", "`services[].routes[].allow.workloads`", "`services[].routes[].dlp.mask`", "`services[].routes[].dlp.custom[].regex`"} {
 		if !strings.Contains(ref, k) {
 			t.Errorf("reference lacks %s", k)
 		}
 	}
-	for _, k := range []string{"`services[].inject", "api_keys"} {
+	for _, k := range []string{"inject.headers", "api_keys"} {
 		if strings.Contains(ref, k) {
 			t.Errorf("reference documents unsupported key %s", k)
 		}

@@ -258,6 +258,10 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			d.errorf(k, kp, "%q is part of the configuration contract but not supported by this version of ztgate; remove it (it would otherwise be silently ignored)", k.Value)
 			continue
 		}
+		if f.secret && val.Kind == yaml.ScalarNode && val.Tag == "!!str" && !strings.Contains(val.Value, "${") {
+			d.errorf(val, kp, "write a ${secret:PROVIDER/NAME} or ${env:NAME} reference here, not the secret itself")
+			continue
+		}
 		fv := v.Field(f.index)
 		d.decode(val, fv, kp)
 		if f.enum != nil {
@@ -312,6 +316,7 @@ type field struct {
 	enum        []string
 	required    bool
 	unsupported bool
+	secret      bool // the value must be a ${...} reference, never inline
 }
 
 type structInfo struct {
@@ -341,6 +346,7 @@ func structInfoOf(t reflect.Type) *structInfo {
 			def:         sf.Tag.Get("default"),
 			required:    sf.Tag.Get("required") == "true",
 			unsupported: sf.Tag.Get("unsupported") == "true",
+			secret:      sf.Tag.Get("secret") == "true",
 		}
 		if e := sf.Tag.Get("enum"); e != "" {
 			f.enum = strings.Split(e, ",")
@@ -377,6 +383,8 @@ func applyDefaults(v reflect.Value) {
 			fv.SetInt(int64(dur))
 		case fv.Kind() == reflect.String:
 			fv.SetString(f.def)
+		case fv.Kind() == reflect.Bool:
+			fv.SetBool(f.def == "true")
 		case fv.Kind() == reflect.Int || fv.Kind() == reflect.Int64:
 			i, err := strconv.ParseInt(f.def, 10, 64)
 			if err != nil {

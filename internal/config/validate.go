@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -59,14 +60,15 @@ func (c *Config) Validate() error {
 		}
 	}
 	if t := c.Listen.TLS; t != nil {
-		if t.ClientAuth != "none" && t.ClientCAFile == "" {
-			v.errorf("listen.tls.client_auth", "client_auth %q needs client_ca_file", t.ClientAuth)
+		if t.ClientAuth != "none" && t.ClientCAFile == "" && c.Identity.MTLS == nil {
+			v.errorf("listen.tls.client_auth", "client_auth %q needs client_ca_file or identity.mtls", t.ClientAuth)
 		}
 		if t.ClientAuth == "none" && t.ClientCAFile != "" {
 			v.errorf("listen.tls.client_ca_file", "client_ca_file is set but client_auth is none; set client_auth: optional or require")
 		}
 	}
 	v.providers()
+	v.mtls()
 	v.secrets()
 	if c.Policy.Allow != nil {
 		v.rule("policy.allow", c.Policy.Allow)
@@ -81,6 +83,8 @@ func (c *Config) Validate() error {
 	if c.Audit.WriteTimeout.D() <= 0 || c.Audit.WriteTimeout.D() > 30*time.Second {
 		v.errorf("audit.write_timeout", "must be between 1ms and 30s")
 	}
+	v.exporters()
+	v.detection()
 	switch c.State.Driver {
 	case "redis":
 		if u, err := url.Parse(c.State.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
@@ -94,6 +98,7 @@ func (c *Config) Validate() error {
 	if c.State.MaxKeys < 1024 {
 		v.errorf("state.max_keys", "must be at least 1024")
 	}
+	v.assertion()
 	v.services()
 	if len(v.errs) == 0 {
 		return nil
@@ -179,6 +184,61 @@ func (v *validator) providers() {
 		if p.TokenCacheSize < 0 || p.TokenCacheSize > 1_000_000 {
 			v.errorf(path+".token_cache_size", "must be between 0 (no cache) and 1000000")
 		}
+		if p.GroupOverage != nil {
+			v.groupOverage(path+".group_overage", p)
+		}
+	}
+}
+
+// sovereignGraph is the Microsoft Graph of each national cloud's sign-in
+// host.
+var sovereignGraph = map[string]string{
+	"login.microsoftonline.us":         "https://graph.microsoft.us, or https://dod-graph.microsoft.us for DoD",
+	"login.chinacloudapi.cn":           "https://microsoftgraph.chinacloudapi.cn",
+	"login.partner.microsoftonline.cn": "https://microsoftgraph.chinacloudapi.cn",
+}
+
+// groupOverage checks a provider's group_overage. Its messages never
+// quote the client secret.
+func (v *validator) groupOverage(path string, p Provider) {
+	g := p.GroupOverage
+	if p.Type != "entra" {
+		v.errorf(path, "group_overage is only for type entra")
+		return
+	}
+	if !guidRE.MatchString(g.ClientID) {
+		v.errorf(path+".client_id", "bad client_id %q: want the gateway's application (client) id, a GUID", g.ClientID)
+	}
+	if strings.TrimSpace(g.ClientSecret) == "" {
+		v.errorf(path+".client_secret", "the client secret is empty")
+	}
+	v.secureURL(path+".graph_url", g.GraphURL)
+	if u, err := url.Parse(g.GraphURL); err == nil && strings.Trim(u.Path, "/") != "" {
+		v.errorf(path+".graph_url", "graph_url %q must have no path: the gateway adds /v1.0/...", g.GraphURL)
+	}
+	// A sovereign cloud's tokens are for its own Graph: the global default
+	// would fail every lookup.
+	if _, set := v.c.pos[path+".graph_url"]; !set {
+		if u, err := url.Parse(p.AuthorityHost); err == nil {
+			if graph, ok := sovereignGraph[strings.ToLower(u.Hostname())]; ok {
+				v.errorf(path, "authority_host %s is a national cloud: set graph_url to its Microsoft Graph (%s)", p.AuthorityHost, graph)
+			}
+		}
+	}
+	if g.AssignedToAppOnly && p.ClientID == "" {
+		v.errorf(path+".assigned_to_app_only", "assigned_to_app_only needs the provider's client_id: it names the application whose assigned groups are kept")
+	}
+	if d := g.TTL.D(); d < time.Second || d > 24*time.Hour {
+		v.errorf(path+".ttl", "must be between 1s and 24h")
+	}
+	if g.FailureTTL.D() > 10*time.Minute {
+		v.errorf(path+".failure_ttl", "must be at most 10m")
+	}
+	if d := g.Timeout.D(); d < 100*time.Millisecond || d > time.Minute {
+		v.errorf(path+".timeout", "must be between 100ms and 1m")
+	}
+	if g.CacheSize < 1 || g.CacheSize > 1_000_000 {
+		v.errorf(path+".cache_size", "must be between 1 and 1000000")
 	}
 }
 
@@ -325,8 +385,14 @@ func (v *validator) services() {
 		if s.Allow != nil {
 			v.rule(path+".allow", s.Allow)
 		}
+		if s.RequireClientCert && v.c.Identity.MTLS == nil {
+			v.errorf(path+".require_client_cert", "require_client_cert needs identity.mtls")
+		}
 		v.rateLimit(path+".rate_limit", s.RateLimit)
 		v.quota(path+".quota", s.Quota)
+		if s.Inject != nil {
+			v.inject(path+".inject", s)
+		}
 		if c := s.CORS; c != nil {
 			for j, o := range c.AllowedOrigins {
 				op := fmt.Sprintf("%s.cors.allowed_origins[%d]", path, j)
@@ -374,6 +440,9 @@ func (v *validator) services() {
 			}
 			if r.Allow != nil {
 				v.rule(rp+".allow", r.Allow)
+			}
+			if r.RequireClientCert && v.c.Identity.MTLS == nil {
+				v.errorf(rp+".require_client_cert", "require_client_cert needs identity.mtls")
 			}
 			v.rateLimit(rp+".rate_limit", r.RateLimit)
 			v.quota(rp+".quota", r.Quota)
@@ -424,6 +493,120 @@ func (v *validator) services() {
 	}
 }
 
+var headerNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
+
+// reservedHeaders may not carry an assertion: the transport, the caller's
+// credentials or the gateway's own headers use them.
+var reservedHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "Host", "Content-Length", "Content-Type",
+	"Content-Encoding", "Transfer-Encoding", "Connection", "Keep-Alive", "Te", "Trailer", "Upgrade", "Forwarded",
+	"X-Request-Id", "X-Client-Request-Id", "X-Real-Ip"}
+
+func (v *validator) assertion() {
+	a := v.c.Assertion
+	if a == nil {
+		return
+	}
+	if u, err := url.Parse(a.Issuer); err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque == "") {
+		v.errorf("assertion.issuer", "bad issuer %q: want a URL such as https://gateway.example.com, or a URN", a.Issuer)
+	}
+	canon := strings.ToLower(a.Header)
+	switch {
+	case !headerNameRE.MatchString(a.Header):
+		v.errorf("assertion.header", "bad header name %q: letters, digits and '-' only", a.Header)
+	case slices.ContainsFunc(reservedHeaders, func(h string) bool { return strings.ToLower(h) == canon }), strings.HasPrefix(canon, "x-forwarded-"):
+		v.errorf("assertion.header", "header %q is reserved; name one of the gateway's own, e.g. X-Ztgate-Identity", a.Header)
+	}
+	if a.TTL.D() < 5*time.Second || a.TTL.D() > 10*time.Minute {
+		v.errorf("assertion.ttl", "must be between 5s and 10m: an assertion is for one request")
+	}
+	if a.RotationOverlap < a.TTL || a.RotationOverlap.D() > 30*24*time.Hour {
+		v.errorf("assertion.rotation_overlap", "must be between ttl (%s) and 30d: an assertion signed by a removed key must stay verifiable until it expires", a.TTL.D())
+	}
+	files := map[string]bool{}
+	for i, k := range a.Keys {
+		kp := fmt.Sprintf("assertion.keys[%d]", i)
+		switch {
+		case (k.File == "") == (k.PEM == ""):
+			v.errorf(kp, "set exactly one of file and pem")
+		case k.File != "" && files[k.File]:
+			v.errorf(kp+".file", "key file %q listed twice", k.File)
+		}
+		files[k.File] = true
+	}
+}
+
+func (v *validator) inject(path string, s Service) {
+	in := s.Inject
+	if in.IdentityAssertion && v.c.Assertion == nil {
+		v.errorf(path+".identity_assertion", "identity assertions need the top-level assertion section (at least assertion.issuer, the iss upstreams check)")
+	}
+	if in.AssertionAudience != "" && !in.IdentityAssertion {
+		v.errorf(path+".assertion_audience", "assertion_audience without identity_assertion: true has no effect")
+	}
+	cc, mi, te := in.ClientCredentials, in.ManagedIdentity, in.TokenExchange
+	var tokens []string
+	for _, t := range []struct {
+		key string
+		set bool
+	}{{"client_credentials", cc != nil}, {"managed_identity", mi != nil}, {"token_exchange", te != nil}} {
+		if t.set {
+			tokens = append(tokens, t.key)
+		}
+	}
+	if len(tokens) > 1 {
+		v.errorf(path+"."+tokens[1], "%s each set the upstream's Authorization header; choose one", strings.Join(tokens, " and "))
+	}
+	if len(tokens) > 0 && s.ForwardAuthorization {
+		v.errorf(path, "an injected upstream token replaces the caller's Authorization header; remove forward_authorization")
+	}
+	if te != nil {
+		tp := path + ".token_exchange"
+		v.secureURL(tp+".token_url", te.TokenURL)
+		if te.ClientID == "" {
+			v.errorf(tp+".client_id", "empty client_id")
+		}
+		if te.ClientSecret == "" {
+			v.errorf(tp+".client_secret", "the reference resolved to an empty secret")
+		}
+		for i, sc := range te.Scopes {
+			if sc == "" || strings.ContainsAny(sc, " \t\n") {
+				v.errorf(fmt.Sprintf("%s.scopes[%d]", tp, i), "bad scope %q: one scope per entry, no spaces", sc)
+			}
+		}
+		if te.Grant == "on_behalf_of" && len(te.Scopes) == 0 {
+			v.errorf(tp+".scopes", "on_behalf_of needs the scopes of the upstream, e.g. [api://orders/.default]")
+		}
+		if te.Grant == "token_exchange" && len(te.Scopes) == 0 && te.Audience == "" && te.Resource == "" {
+			v.errorf(tp, "say what the token is for: audience, resource or scopes; without them the caller's token would come back unnarrowed")
+		}
+		if te.CacheSize < 1 || te.CacheSize > 1_000_000 {
+			v.errorf(tp+".cache_size", "must be between 1 and 1000000")
+		}
+	}
+	if cc != nil {
+		v.secureURL(path+".client_credentials.token_url", cc.TokenURL)
+		if cc.ClientID == "" {
+			v.errorf(path+".client_credentials.client_id", "empty client_id")
+		}
+		if cc.ClientSecret == "" {
+			v.errorf(path+".client_credentials.client_secret", "the reference resolved to an empty secret")
+		}
+		for i, sc := range cc.Scopes {
+			if sc == "" || strings.ContainsAny(sc, " \t\n") {
+				v.errorf(fmt.Sprintf("%s.client_credentials.scopes[%d]", path, i), "bad scope %q: one scope per entry, no spaces", sc)
+			}
+		}
+	}
+	if mi != nil {
+		if mi.ClientID != "" && !guidRE.MatchString(mi.ClientID) {
+			v.errorf(path+".managed_identity.client_id", "bad client_id %q: want the managed identity's client id, a GUID", mi.ClientID)
+		}
+		if mi.Scope == "" || strings.ContainsAny(mi.Scope, " \t\n") {
+			v.errorf(path+".managed_identity.scope", "bad scope %q: want one scope, e.g. api://orders/.default", mi.Scope)
+		}
+	}
+}
+
 func (v *validator) routeName(path string) string {
 	var i, j int
 	fmt.Sscanf(path, "services[%d].routes[%d]", &i, &j)
@@ -454,7 +637,7 @@ func (v *validator) rule(path string, r *Rule) {
 	lists := []struct {
 		key  string
 		vals []string
-	}{{"roles", r.Roles}, {"scopes", r.Scopes}, {"groups", r.Groups}, {"tenants", r.Tenants}, {"apps", r.Apps}, {"subjects", r.Subjects}, {"identity_types", r.IdentityTypes}, {"ip", r.IP}}
+	}{{"roles", r.Roles}, {"scopes", r.Scopes}, {"groups", r.Groups}, {"tenants", r.Tenants}, {"apps", r.Apps}, {"subjects", r.Subjects}, {"identity_types", r.IdentityTypes}, {"ip", r.IP}, {"workloads", r.Workloads}}
 	for _, l := range lists {
 		if l.vals == nil {
 			continue
@@ -467,6 +650,14 @@ func (v *validator) rule(path string, r *Rule) {
 			if s == "" {
 				v.errorf(fmt.Sprintf("%s.%s[%d]", path, l.key, i), "empty value")
 			}
+		}
+	}
+	if r.Workloads != nil && v.c.Identity.MTLS == nil {
+		v.errorf(path+".workloads", "workloads need identity.mtls (client certificates)")
+	}
+	for i, w := range r.Workloads {
+		if err := CheckWorkloadPattern(w); err != nil {
+			v.errorf(fmt.Sprintf("%s.workloads[%d]", path, i), "%v", err)
 		}
 	}
 	for i, c := range r.IP {
@@ -696,5 +887,215 @@ func (v *validator) dlp(path string, d *DLP) {
 	}
 	if d.MaxBytes < 1024 || d.MaxBytes > 64<<20 {
 		v.errorf(path+".max_bytes", "must be between 1024 and 67108864 (64 MiB), got %d", d.MaxBytes)
+	}
+}
+
+// exporterKeys lists the keys that only some exporter types take.
+var exporterKeys = map[string][]string{
+	"path":           {"jsonl"},
+	"max_bytes":      {"jsonl"},
+	"max_files":      {"jsonl"},
+	"endpoint":       {"sentinel"},
+	"dcr_id":         {"sentinel"},
+	"stream":         {"sentinel"},
+	"auth":           {"sentinel"},
+	"tenant_id":      {"sentinel"},
+	"client_id":      {"sentinel"},
+	"client_secret":  {"sentinel"},
+	"authority_host": {"sentinel"},
+	"audience":       {"sentinel"},
+	"network":        {"syslog"},
+	"address":        {"syslog"},
+	"facility":       {"syslog"},
+	"url":            {"otlp", "webhook"},
+	"headers":        {"otlp", "webhook"},
+	"hmac_key":       {"webhook"},
+	"ca_file":        {"sentinel", "syslog", "otlp", "webhook"},
+	"cert_file":      {"syslog", "otlp", "webhook"},
+	"key_file":       {"syslog", "otlp", "webhook"},
+	"server_name":    {"syslog"},
+}
+
+// has reports whether the file sets the key at path.
+func (v *validator) has(path string) bool {
+	_, ok := v.c.pos[path]
+	return ok
+}
+
+func (v *validator) detection() {
+	names := map[string]bool{}
+	for i, r := range v.c.Detection.Rules {
+		path := fmt.Sprintf("detection.rules[%d]", i)
+		if !nameRE.MatchString(r.Name) {
+			v.errorf(path+".name", "bad name %q: letters, digits, '.', '_' and '-' only", r.Name)
+		}
+		if names[r.Name] {
+			v.errorf(path+".name", "duplicate rule name %q", r.Name)
+		}
+		names[r.Name] = true
+		if v.c.Store == nil {
+			v.errorf(path, "detection reads the audit stream: configure a store")
+		}
+		dr := r.Rule()
+		if err := dr.Validate(); err != nil {
+			v.errorf(path, "%v", err)
+		}
+	}
+	if len(v.c.Detection.Rules) > 0 && v.c.Detection.Sync <= 0 {
+		v.errorf("detection.sync_interval", "must be positive")
+	}
+}
+
+func (v *validator) exporters() {
+	names := map[string]bool{}
+	for i, e := range v.c.Audit.Exporters {
+		path := fmt.Sprintf("audit.exporters[%d]", i)
+		name := e.Name
+		if name == "" {
+			name = e.Type
+		}
+		if e.Name != "" && !nameRE.MatchString(e.Name) {
+			v.errorf(path+".name", "bad name %q: letters, digits, '.', '_' and '-' only", e.Name)
+		}
+		if names[name] {
+			v.errorf(path, "duplicate exporter name %q (give each exporter of a type its own name)", name)
+		}
+		names[name] = true
+		if v.c.Store == nil {
+			v.errorf(path, "exporters send what the store made durable: configure a store")
+		}
+		for _, key := range slices.Sorted(maps.Keys(exporterKeys)) {
+			types := exporterKeys[key]
+			if v.has(path+"."+key) && !slices.Contains(types, e.Type) {
+				v.errorf(path+"."+key, "%s is only for type %s", key, strings.Join(types, " and "))
+			}
+		}
+		if e.Buffer < 1 || e.Buffer > 10_000_000 {
+			v.errorf(path+".buffer", "must be between 1 and 10000000")
+		}
+		if e.BatchSize < 1 || e.BatchSize > 100_000 {
+			v.errorf(path+".batch_size", "must be between 1 and 100000")
+		}
+		if d := e.FlushInterval.D(); d < time.Millisecond || d > time.Hour {
+			v.errorf(path+".flush_interval", "must be between 1ms and 1h")
+		}
+		if d := e.Timeout.D(); d < time.Millisecond || d > 10*time.Minute {
+			v.errorf(path+".timeout", "must be between 1ms and 10m")
+		}
+		r := e.Retry
+		if r.InitialInterval.D() < time.Millisecond {
+			v.errorf(path+".retry.initial_interval", "must be at least 1ms")
+		}
+		if r.MaxInterval < r.InitialInterval {
+			v.errorf(path+".retry.max_interval", "must not be shorter than initial_interval")
+		}
+		if (e.CertFile == "") != (e.KeyFile == "") {
+			v.errorf(path, "cert_file and key_file go together")
+		}
+		switch e.Type {
+		case "jsonl":
+			if e.MaxBytes < 1<<10 {
+				v.errorf(path+".max_bytes", "must be at least 1024")
+			}
+			if e.MaxFiles < 1 || e.MaxFiles > 1000 {
+				v.errorf(path+".max_files", "must be between 1 and 1000")
+			}
+		case "sentinel":
+			v.sentinel(path, e)
+		case "syslog":
+			if e.Network == "" {
+				v.errorf(path, "missing required key \"network\" for type syslog (tcp, tls or udp)")
+			}
+			if e.Address == "" {
+				v.errorf(path, "missing required key \"address\" for type syslog")
+			} else if _, _, err := net.SplitHostPort(e.Address); err != nil {
+				v.errorf(path+".address", "bad address %q: want host:port", e.Address)
+			}
+			if e.Network != "tls" {
+				for _, k := range []string{"ca_file", "cert_file", "key_file", "server_name"} {
+					if v.has(path + "." + k) {
+						v.errorf(path+"."+k, "%s is only for network tls", k)
+					}
+				}
+			}
+		case "otlp", "webhook":
+			if e.URL == "" {
+				v.errorf(path, "missing required key \"url\" for type %s", e.Type)
+			} else {
+				v.exportURL(path+".url", e.URL)
+			}
+			for k := range e.Headers {
+				if !headerRE.MatchString(k) {
+					v.errorf(path+".headers."+k, "bad header name %q", k)
+				}
+			}
+			if e.Type == "webhook" && len(e.HMACKey) < 16 {
+				v.errorf(path+".hmac_key", "webhook needs an hmac_key of at least 16 bytes (use a ${secret:...} reference) so receivers can verify the batches")
+			}
+		}
+	}
+}
+
+var (
+	headerRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+	dcrRE    = regexp.MustCompile(`^dcr-[0-9a-f]{32}$`)
+	streamRE = regexp.MustCompile(`^(Custom|Microsoft)-[A-Za-z0-9_]+$`)
+)
+
+func (v *validator) sentinel(path string, e Exporter) {
+	for _, k := range []struct{ key, val string }{{"endpoint", e.Endpoint}, {"dcr_id", e.DCRID}, {"stream", e.Stream}, {"auth", e.Auth}} {
+		if k.val == "" {
+			v.errorf(path, "missing required key %q for type sentinel", k.key)
+		}
+	}
+	if e.Endpoint != "" {
+		if u, err := url.Parse(e.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.User != nil {
+			v.errorf(path+".endpoint", "bad endpoint %q: want https://host (the token is only ever sent over TLS)", e.Endpoint)
+		}
+	}
+	if e.DCRID != "" && !dcrRE.MatchString(e.DCRID) {
+		v.errorf(path+".dcr_id", "bad dcr_id %q: want the rule's immutable id, dcr- and 32 hex digits", e.DCRID)
+	}
+	if e.Stream != "" && !streamRE.MatchString(e.Stream) {
+		v.errorf(path+".stream", "bad stream %q: want a stream declared in the rule, e.g. Custom-ZtgateWebSession", e.Stream)
+	}
+	if e.ClientID != "" && !guidRE.MatchString(e.ClientID) {
+		v.errorf(path+".client_id", "bad client_id %q: want a GUID", e.ClientID)
+	}
+	switch e.Auth {
+	case "client_secret":
+		if !guidRE.MatchString(e.TenantID) {
+			v.errorf(path, "auth client_secret needs tenant_id, the tenant's GUID")
+		}
+		if e.ClientID == "" {
+			v.errorf(path, "auth client_secret needs client_id")
+		}
+		if e.ClientSecret == "" {
+			v.errorf(path, "auth client_secret needs client_secret (use a ${secret:...} reference)")
+		}
+	case "managed_identity":
+		for _, k := range []string{"tenant_id", "client_secret", "authority_host"} {
+			if v.has(path + "." + k) {
+				v.errorf(path+"."+k, "%s is only for auth client_secret", k)
+			}
+		}
+	}
+	if e.AuthorityHost != "" {
+		v.secureURL(path+".authority_host", e.AuthorityHost)
+	}
+	if u, err := url.Parse(e.Audience); err != nil || u.Scheme != "https" || u.Host == "" {
+		v.errorf(path+".audience", "bad audience %q: want https://monitor.azure.com or a sovereign cloud's", e.Audience)
+	}
+}
+
+// exportURL checks a destination URL: http(s), no credentials in it.
+func (v *validator) exportURL(path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+		v.errorf(path, "bad URL %q: want http(s)://host[:port]/path", raw)
+		return
+	}
+	if u.User != nil {
+		v.errorf(path, "the URL must not carry credentials: put them in headers with a ${secret:...} reference")
 	}
 }

@@ -45,6 +45,12 @@ var forbidden = []struct {
 		deny: []string{"net/http", "internal/gateway", "internal/audit", "internal/config"},
 		why:  "dlp masks bytes; HTTP, audit and configuration belong to its callers",
 	},
+	{
+		pkg:  "internal/audit/export",
+		deny: []string{"internal/gateway", "internal/store", "internal/node"},
+		why:  "exporters take records the pipeline hands them; they never read the store or reach into the data plane",
+	},
+	{pkg: "internal/inject", deny: []string{"internal/gateway", "internal/node"}, why: "gateway asks inject for credentials, never the reverse"},
 }
 
 // listed is one package as printed by go list -json.

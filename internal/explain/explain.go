@@ -35,6 +35,10 @@ type Request struct {
 	// Provider names the provider Claims are attributed to; default: the
 	// first provider.
 	Provider string `json:"provider,omitempty" yaml:"provider"`
+	// Workload stands for a verified client certificate naming this
+	// workload (spiffe://td/path, dns:NAME or cn:NAME; identity.mtls).
+	// Alone it is the caller; with a token or claims it rides along.
+	Workload string `json:"workload,omitempty" yaml:"workload"`
 }
 
 // Options control an explanation.
@@ -87,10 +91,18 @@ type IdentityView struct {
 	Groups   []string `json:"groups,omitempty"`
 	AMR      []string `json:"amr,omitempty"`
 	ACRS     []string `json:"acrs,omitempty"`
+	Workload string   `json:"workload,omitempty"` // of the client certificate
+	// GroupsUnknown: the token names the groups by reference (group
+	// overage) and they were not resolved.
+	GroupsUnknown bool `json:"groups_unknown,omitempty"`
 }
 
 func view(id *identity.Identity) *IdentityView {
-	return &IdentityView{Type: string(id.Type), Provider: id.Provider, Subject: id.Subject, Tenant: id.Tenant, AppID: id.AppID, Roles: id.Roles, Scopes: id.Scopes, Groups: id.Groups, AMR: id.AMR, ACRS: id.ACRS}
+	v := &IdentityView{Type: string(id.Type), Provider: id.Provider, Subject: id.Subject, Tenant: id.Tenant, AppID: id.AppID, Roles: id.Roles, Scopes: id.Scopes, Groups: id.Groups, AMR: id.AMR, ACRS: id.ACRS, GroupsUnknown: id.GroupsUnknown}
+	if id.ClientCert != nil {
+		v.Workload = id.ClientCert.ID
+	}
+	return v
 }
 
 // Explain runs req through cfg's routes, authentication and policy.
@@ -167,19 +179,38 @@ func Explain(ctx context.Context, cfg *config.Config, req Request, opts Options)
 		pmap[k] = v
 	}
 
-	id, f := authenticate(ctx, cfg, req, opts, res)
+	if (svc.RequireClientCert || rt.RequireClientCert) && req.Workload == "" {
+		res.Decision, res.Status, res.Reason = "deny", 401, authn.ReasonCertMissing
+		res.Auth = append(res.Auth, "refused: cert_missing (the route needs a client certificate: require_client_cert)")
+		return res, nil
+	}
+	id, a, f := authenticateWithWorkload(ctx, cfg, req, opts, res)
 	if f != nil {
 		res.Decision, res.Status, res.Reason = "deny", f.Status, f.Reason
 		res.Auth = append(res.Auth, fmt.Sprintf("refused: %s (%s)", f.Reason, f.Description))
 		return res, nil
 	}
-	res.Identity = view(id)
 
 	spec := policy.SpecFor(cfg, svc, rt)
 	p, err := policy.Compile(spec)
 	if err != nil {
 		return nil, err
 	}
+	if id.GroupsUnknown {
+		switch {
+		case !p.UsesGroups():
+			res.Auth = append(res.Auth, "groups named by reference (group overage); the route does not test groups, so they are not looked up")
+		case a == nil:
+			res.Auth = append(res.Auth, "groups named by reference (group overage); not looked up without a verified token")
+		default:
+			if id = a.ResolveGroups(ctx, id); id.GroupsUnknown {
+				res.Auth = append(res.Auth, "groups named by reference (group overage); the provider could not resolve them (no group_overage, or Microsoft Graph failed: see the log)")
+			} else {
+				res.Auth = append(res.Auth, fmt.Sprintf("groups named by reference (group overage); %d resolved through Microsoft Graph", len(id.Groups)))
+			}
+		}
+	}
+	res.Identity = view(id)
 	res.Mode = spec.Mode.String()
 	in := &policy.Input{Identity: id, Time: at, Request: policy.Request{Method: method, Host: host, Path: path, Params: pmap, RawQuery: u.RawQuery, Headers: headers(req.Headers)}}
 	if req.IP != "" {
@@ -228,7 +259,33 @@ func canonical(k string) string {
 	return strings.Join(parts, "-")
 }
 
-func authenticate(ctx context.Context, cfg *config.Config, req Request, opts Options, res *Result) (*identity.Identity, *authn.Failure) {
+// authenticateWithWorkload is authenticate with the request's workload, as
+// the gateway does it: a token or claims are the caller, the workload rides
+// along; a workload alone is the caller.
+func authenticateWithWorkload(ctx context.Context, cfg *config.Config, req Request, opts Options, res *Result) (*identity.Identity, *authn.Authenticator, *authn.Failure) {
+	if req.Workload == "" {
+		return authenticate(ctx, cfg, req, opts, res)
+	}
+	w, f := authn.WorkloadFromID(cfg.Identity.MTLS, req.Workload)
+	if f != nil {
+		return nil, nil, f
+	}
+	res.Auth = append(res.Auth, fmt.Sprintf("client certificate given directly: workload %s (chain, expiry and revocation not checked)", w.Subject))
+	if req.Token == "" && req.Claims == nil {
+		return w, nil, nil
+	}
+	id, a, f := authenticate(ctx, cfg, req, opts, res)
+	if f != nil {
+		return nil, nil, f
+	}
+	both := *id
+	both.ClientCert = w.ClientCert
+	return &both, a, nil
+}
+
+// authenticate returns the request's identity, and the authenticator that
+// verified its token (nil for claims and offline decoding).
+func authenticate(ctx context.Context, cfg *config.Config, req Request, opts Options, res *Result) (*identity.Identity, *authn.Authenticator, *authn.Failure) {
 	switch {
 	case req.Claims != nil:
 		name := req.Provider
@@ -236,23 +293,23 @@ func authenticate(ctx context.Context, cfg *config.Config, req Request, opts Opt
 			name = cfg.Identity.Providers[0].Name
 		}
 		res.Auth = append(res.Auth, "claims given directly: no token, signature not checked")
-		return authn.IdentityFromClaims(name, req.Claims), nil
+		return authn.IdentityFromClaims(name, req.Claims), nil, nil
 	case req.Token == "":
 		res.Auth = append(res.Auth, "no credentials")
-		return nil, &authn.Failure{Status: 401, Reason: authn.ReasonMissingCredentials, Description: "no credentials: send an Authorization: Bearer token"}
+		return nil, nil, &authn.Failure{Status: 401, Reason: authn.ReasonMissingCredentials, Description: "no credentials: send an Authorization: Bearer token"}
 	case opts.Offline:
 		claims, err := authn.DecodeUnverified(req.Token)
 		if err != nil {
-			return nil, &authn.Failure{Status: 401, Reason: authn.ReasonMalformedToken, Description: "the token is not a well-formed JWT", Err: err}
+			return nil, nil, &authn.Failure{Status: 401, Reason: authn.ReasonMalformedToken, Description: "the token is not a well-formed JWT", Err: err}
 		}
 		iss, _ := claims["iss"].(string)
 		for _, p := range cfg.Identity.Providers {
 			if p.Issuer == iss {
 				res.Auth = append(res.Auth, fmt.Sprintf("offline: token of provider %s decoded, signature and expiry NOT checked", p.Name))
-				return authn.IdentityFromClaims(p.Name, claims), nil
+				return authn.IdentityFromClaims(p.Name, claims), nil, nil
 			}
 		}
-		return nil, &authn.Failure{Status: 401, Reason: authn.ReasonWrongIssuer, Description: fmt.Sprintf("no provider has issuer %q", iss)}
+		return nil, nil, &authn.Failure{Status: 401, Reason: authn.ReasonWrongIssuer, Description: fmt.Sprintf("no provider has issuer %q", iss)}
 	}
 	a := opts.Authenticator
 	if a == nil {
@@ -263,8 +320,9 @@ func authenticate(ctx context.Context, cfg *config.Config, req Request, opts Opt
 		a = authn.NewAuthenticator(16384, vs...)
 	}
 	id, f := a.AuthenticateToken(ctx, req.Token)
-	if f == nil {
-		res.Auth = append(res.Auth, fmt.Sprintf("token verified by provider %s (signature, issuer, audience, expiry)", id.Provider))
+	if f != nil {
+		return nil, nil, f
 	}
-	return id, f
+	res.Auth = append(res.Auth, fmt.Sprintf("token verified by provider %s (signature, issuer, audience, expiry)", id.Provider))
+	return id, a, nil
 }

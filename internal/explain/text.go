@@ -55,6 +55,9 @@ func (r *Result) WriteText(w io.Writer) {
 		if id.AppID != "" {
 			p(" app %s", id.AppID)
 		}
+		if id.Workload != "" && id.Workload != id.Subject {
+			p(" via workload %s", id.Workload)
+		}
 		p("\n")
 		for _, l := range []struct {
 			k string
@@ -63,6 +66,9 @@ func (r *Result) WriteText(w io.Writer) {
 			if len(l.v) > 0 {
 				p("          %-6s %s\n", l.k, strings.Join(l.v, ", "))
 			}
+		}
+		if id.GroupsUnknown {
+			p("          groups unknown (group overage, not resolved)\n")
 		}
 	}
 	if r.Mode != "" {

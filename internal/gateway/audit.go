@@ -47,7 +47,7 @@ func (g *Gateway) commit(r *http.Request, st *reqState, ev *event, status int, r
 		Time: ev.start.UTC(), EventType: "ApiRequest", RequestID: st.requestID,
 		Decision: ev.decision, ResultDetails: reason, Reasons: ev.reasons,
 		PolicyVersion: g.Runtime().cfg.Hash, Service: ev.service, Route: ev.route,
-		SrcIP: clientIP(r).String(), UserAgent: r.UserAgent(), Method: r.Method,
+		SrcIP: clientIP(r).String(), SrcCountry: ev.geo.Country, SrcLat: ev.geo.Lat, SrcLon: ev.geo.Lon, UserAgent: r.UserAgent(), Method: r.Method,
 		URL: st.path + redactQuery(r.URL.RawQuery), Status: status,
 		RequestBytes: max(r.ContentLength, 0), DurationMS: float64(time.Since(ev.start).Microseconds()) / 1000,
 	}
@@ -66,6 +66,9 @@ func (g *Gateway) commit(r *http.Request, st *reqState, ev *event, status int, r
 	}
 	if id := ev.id; id != nil {
 		e.IdentityType, e.Tenant, e.ObjectID, e.Subject, e.AppID, e.Identity = string(id.Type), id.Tenant, id.ObjectID, id.Subject, id.AppID, id.Key()
+		if cc := id.ClientCert; cc != nil {
+			e.Workload, e.CertSerial, e.CertIssuer = cc.ID, cc.Serial, cc.Issuer
+		}
 	}
 	ctx := context.WithoutCancel(r.Context())
 	if err := g.audit.Record(ctx, e, g.auditWait); err != nil {

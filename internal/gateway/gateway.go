@@ -25,10 +25,12 @@ import (
 	"github.com/ztgate/ztgate/internal/audit"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/detect"
 	"github.com/ztgate/ztgate/internal/dlp"
 	"github.com/ztgate/ztgate/internal/geo"
 	"github.com/ztgate/ztgate/internal/guard"
 	"github.com/ztgate/ztgate/internal/identity"
+	"github.com/ztgate/ztgate/internal/inject"
 	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/route"
@@ -45,6 +47,8 @@ type Runtime struct {
 	geo       *geo.DB // nil without policy.geoip_database
 	limits    limits.Store
 	quotas    limits.QuotaStore
+	detect    *detect.State
+	inject    *inject.Set
 }
 
 type entry struct {
@@ -56,18 +60,36 @@ type entry struct {
 	quotas  []*quota // service, route
 	guard   *guard.Guard
 	cors    *corsPolicy
-	dlp     *routeDLP
+	// requireCert: the request needs a verified client certificate even
+	// when a bearer token is the caller (require_client_cert).
+	requireCert bool
+	inject      *inject.Service // nil: nothing injected
+	dlp         *routeDLP
 }
 
 // State is what outlives runtimes, so a reload keeps the counts.
 type State struct {
 	Limits limits.Store
 	Quotas limits.QuotaStore
+	// Detect holds the blocks and raised risk the detector sets (nil:
+	// no detection).
+	Detect *detect.State
+	// Inject keeps the published assertion keys and the upstream token
+	// caches; nil: a manager of the runtime's own.
+	Inject *inject.Manager
 }
 
 // Build compiles cfg into a Runtime. It does no network I/O.
 func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slog.Logger) (*Runtime, error) {
-	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas}
+	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas, detect: state.Detect}
+	if state.Inject == nil {
+		state.Inject = inject.NewManager(logger)
+	}
+	set, err := state.Inject.Build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt.inject = set
 	if path := cfg.Policy.GeoIPDatabase; path != "" {
 		db, err := geo.Open(path)
 		if err != nil {
@@ -78,7 +100,7 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 	policies := make([][]*entry, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
-		up, err := newUpstream(s, logger)
+		up, err := newUpstream(s, set.Header(), logger)
 		if err != nil {
 			rt.Close()
 			return nil, err
@@ -91,7 +113,7 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 				rt.Close()
 				return nil, err
 			}
-			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS)}
+			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS), requireCert: s.RequireClientCert || r.RequireClientCert, inject: set.Service(s.Name)}
 			for _, q := range []*quota{compileQuota("qs:"+s.Name, s.Quota), compileQuota("qr:"+s.Name+"/"+r.Name, r.Quota)} {
 				if q != nil {
 					e.quotas = append(e.quotas, q)
@@ -164,12 +186,17 @@ type Gateway struct {
 // event is durable before its response starts, or the request is refused.
 func New(rt *Runtime, logger *slog.Logger, m *Metrics, p *audit.Pipeline, wait time.Duration) *Gateway {
 	g := &Gateway{logger: logger, metrics: m, audit: p, auditWait: wait}
+	rt.inject.Activate()
 	g.rt.Store(rt)
 	return g
 }
 
-// Swap installs rt and returns the runtime it replaces.
-func (g *Gateway) Swap(rt *Runtime) *Runtime { return g.rt.Swap(rt) }
+// Swap installs rt and returns the runtime it replaces. The runtime's
+// assertion keys are published before it serves.
+func (g *Gateway) Swap(rt *Runtime) *Runtime {
+	rt.inject.Activate()
+	return g.rt.Swap(rt)
+}
 
 // Runtime returns the runtime now serving.
 func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
@@ -181,6 +208,7 @@ type reqState struct {
 	path            string // normalised, escaped
 	err             *httpError
 	decision        policy.Decision
+	creds           inject.Credentials // set on the upstream request
 	audited         bool
 	commit          func(status int, reason string) error // audit before answering
 	ev              *event
@@ -243,6 +271,11 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rt := g.rt.Load()
+	if isJWKSRequest(r) && rt.inject.Keys().JWKS() != nil {
+		// The assertion keys: public, for upstreams; never routed.
+		rt.inject.Keys().ServeHTTP(w, r)
+		return
+	}
 	st := &reqState{requestID: newRequestID()}
 	if c := r.Header.Get(headerRequestID); validClientRequestID(c) {
 		st.clientRequestID = c
@@ -303,6 +336,7 @@ type event struct {
 	reasons  []string
 	id       *identity.Identity
 	status   int
+	geo      geo.Location
 }
 
 func (g *Gateway) record(r *http.Request, st *reqState, ev *event, herr *httpError) {
@@ -327,6 +361,9 @@ func (g *Gateway) record(r *http.Request, st *reqState, ev *event, herr *httpErr
 	}
 	if ev.id != nil {
 		attrs = append(attrs, slog.String("identity", ev.id.Key()), slog.String("identity_type", string(ev.id.Type)))
+		if cc := ev.id.ClientCert; cc != nil && ev.id.Type != identity.Workload {
+			attrs = append(attrs, slog.String("workload", cc.ID))
+		}
 	}
 	if st.clientRequestID != "" {
 		attrs = append(attrs, slog.String("client_request_id", st.clientRequestID))
@@ -371,6 +408,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		return &httpError{Code: http.StatusBadRequest, Reason: ReasonBadHost, Public: "bad Host header"}
 	}
 
+	ip := clientIP(r)
+	if b, ok := rt.detect.BlockedIP(ip); ok {
+		return blockedError(b)
+	}
+	ev.geo = rt.geo.Lookup(ip)
+
 	var params route.Params
 	matchMethod := r.Method
 	if acrm := r.Header.Get("Access-Control-Request-Method"); r.Method == http.MethodOptions && acrm != "" {
@@ -405,23 +448,42 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		}
 	}
 
+	if e.requireCert && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
+		return authnError(errCertRequired)
+	}
 	id, f := rt.authn.Authenticate(r)
 	if f != nil {
+		ev.id = f.Identity // a genuine but refused certificate is named in the audit event
 		return authnError(f)
 	}
 	ev.id = id
+	if e.requireCert && id.ClientCert == nil {
+		return authnError(errCertRequired)
+	}
+	if id.GroupsUnknown && e.policy.UsesGroups() {
+		// Group overage: looked up only for routes that test groups; on
+		// failure they stay unknown and such rules deny (groups_unknown).
+		id = rt.authn.ResolveGroups(r.Context(), id)
+		ev.id = id
+	}
+
+	if b, ok := rt.detect.Blocked("identity", id.Key()); ok {
+		return blockedError(b)
+	}
 
 	d := &st.decision
-	ip := clientIP(r)
 	in := policy.Input{
 		Identity: id,
 		IP:       ip,
-		Country:  rt.geo.Country(ip),
+		Country:  ev.geo.Country,
 		Time:     start,
 		Request: policy.Request{
 			Method: r.Method, Host: host, Path: path, RawQuery: r.URL.RawQuery,
 			Headers: r.Header,
 		},
+	}
+	if r := rt.detect.RiskOf(id.Key()); r.Level != "" {
+		in.Risk = policy.Risk{Level: r.Level, Alerts: r.Alerts}
 	}
 	if params.Len() > 0 {
 		in.Request.Params = make(map[string]string, params.Len())
@@ -467,6 +529,22 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		// The store is failing: this request's event would not be durable,
 		// and the upstream must not act on a request with no record.
 		return auditError(errors.New("the audit store is failing; refused before the upstream"))
+	}
+	if e.inject != nil {
+		call := inject.Call{Identity: id, Route: e.route, RequestID: st.requestID, Now: start}
+		if e.inject.NeedsCallerToken() {
+			call.Subject, _ = authn.BearerToken(r) // verified above
+		}
+		creds, err := e.inject.Credentials(r.Context(), call)
+		if err != nil {
+			ev.decision = "error"
+			var te *inject.TokenError
+			if errors.As(err, &te) {
+				return &httpError{Code: http.StatusServiceUnavailable, Reason: inject.ReasonTokenUnavailable, Public: "the gateway could not get a credential for the upstream", Err: err}
+			}
+			return &httpError{Code: http.StatusInternalServerError, Reason: ReasonInternal, Public: "internal error", Err: err}
+		}
+		st.creds = creds
 	}
 	ev.decision = "allow"
 	if d.WouldDeny {
@@ -521,12 +599,24 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 	return nil
 }
 
+// errCertRequired refuses a request on a route with require_client_cert
+// that came without a verified client certificate.
+var errCertRequired = &authn.Failure{Status: http.StatusUnauthorized, Reason: authn.ReasonCertMissing, Description: "this route needs a client certificate"}
+
+// ReasonBlocked refuses a source the detector blocked.
+const ReasonBlocked = "blocked"
+
+func blockedError(b detect.Block) *httpError {
+	return &httpError{Code: http.StatusForbidden, Reason: ReasonBlocked, Public: "refused: this caller is blocked after suspicious activity (until " + b.Until.UTC().Format(time.RFC3339) + ")"}
+}
+
 func authnError(f *authn.Failure) *httpError {
 	he := &httpError{Code: f.Status, Reason: f.Reason, Public: f.Description, Err: f.Err, Header: http.Header{}}
 	if f.Status == http.StatusUnauthorized {
-		// RFC 6750 §3: no error attribute when no credentials were sent.
+		// RFC 6750 §3: no error attribute when no credentials were sent,
+		// nor when the client certificate, not a token, was refused.
 		v := `Bearer realm="ztgate"`
-		if f.Reason != authn.ReasonMissingCredentials {
+		if f.Reason != authn.ReasonMissingCredentials && !authn.IsCertReason(f.Reason) {
 			v += fmt.Sprintf(`, error="invalid_token", error_description=%q`, f.Description)
 		}
 		he.Header.Set("WWW-Authenticate", v)
@@ -543,6 +633,12 @@ func headerBytes(r *http.Request) int {
 		}
 	}
 	return n
+}
+
+// isJWKSRequest reports whether r asks for the assertion keys.
+func isJWKSRequest(r *http.Request) bool {
+	p, _, _ := strings.Cut(r.RequestURI, "?")
+	return p == inject.JWKSPath
 }
 
 func isUpgrade(r *http.Request) bool {

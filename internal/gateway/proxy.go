@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/inject"
 )
 
 // upstream is one service's connection to its backend.
@@ -29,9 +30,12 @@ type upstream struct {
 	overall   time.Duration
 	maxBody   int64
 	fwdAuthz  bool
+	// assertHeader is the identity assertion header: a client's copies
+	// are removed on every service, asserting or not.
+	assertHeader string
 }
 
-func newUpstream(s *config.Service, logger *slog.Logger) (*upstream, error) {
+func newUpstream(s *config.Service, assertHeader string, logger *slog.Logger) (*upstream, error) {
 	target, err := url.Parse(s.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("service %s: upstream: %w", s.Name, err)
@@ -81,6 +85,8 @@ func newUpstream(s *config.Service, logger *slog.Logger) (*upstream, error) {
 		overall:   s.Timeouts.Overall.D(),
 		maxBody:   s.MaxBodyBytes,
 		fwdAuthz:  s.ForwardAuthorization,
+
+		assertHeader: assertHeader,
 	}
 	cors := s.CORS != nil
 	u.proxy = &httputil.ReverseProxy{
@@ -147,6 +153,7 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.RawQuery = pr.In.URL.RawQuery
 	out.Host = u.target.Host // the client's Host never picks the upstream
 	stripSpoofable(out.Header)
+	inject.StripHeader(out.Header, u.assertHeader)
 	if st.dlp != nil {
 		st.dlp.prepareUpstream(out.Header)
 	}
@@ -158,6 +165,7 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	if st.clientRequestID != "" {
 		out.Header.Set(headerClientRequestID, st.clientRequestID)
 	}
+	st.creds.Apply(out.Header)
 }
 
 func (u *upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {

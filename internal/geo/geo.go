@@ -27,6 +27,34 @@ type record struct {
 	Country struct {
 		ISOCode string `maxminddb:"iso_code"`
 	} `maxminddb:"country"`
+	Location struct {
+		Latitude  *float64 `maxminddb:"latitude"`
+		Longitude *float64 `maxminddb:"longitude"`
+	} `maxminddb:"location"`
+}
+
+// Location is what the database says of an address: its country and,
+// with a city database, its coordinates.
+type Location struct {
+	Country     string
+	Lat, Lon    float64
+	HasPosition bool
+}
+
+// Lookup returns ip's location; the zero Location when unknown.
+func (db *DB) Lookup(ip netip.Addr) Location {
+	if db == nil || !ip.IsValid() {
+		return Location{}
+	}
+	var rec record
+	if err := db.r.Lookup(ip.Unmap()).Decode(&rec); err != nil {
+		return Location{}
+	}
+	l := Location{Country: rec.Country.ISOCode}
+	if la, lo := rec.Location.Latitude, rec.Location.Longitude; la != nil && lo != nil {
+		l.Lat, l.Lon, l.HasPosition = *la, *lo, true
+	}
+	return l
 }
 
 // Country returns the ISO 3166-1 alpha-2 code of ip's country, or "" when

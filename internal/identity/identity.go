@@ -38,13 +38,39 @@ type Identity struct {
 	// ClientCapabilities are what the client declared it can handle
 	// (xms_cc claim; cp1: claims challenges).
 	ClientCapabilities []string
+	// GroupsUnknown is set when the token names the caller's groups only
+	// by reference (group overage: too many to list) and they have not
+	// been resolved. Groups is then empty, and policy that tests groups
+	// denies with groups_unknown rather than guessing.
+	GroupsUnknown bool
 	// Claims are every claim of the token, for policy expressions.
 	Claims    map[string]any
 	ExpiresAt time.Time
+	// ClientCert is the request's verified client certificate and the
+	// workload it names: the caller itself when Type is Workload, else the
+	// workload whose connection carried the bearer token. Nil without one.
+	ClientCert *ClientCert
+}
+
+// ClientCert is a verified client certificate and the workload it names.
+type ClientCert struct {
+	// ID is the workload's identity: a SPIFFE ID (spiffe://td/path),
+	// dns:NAME from a DNS SAN, or cn:NAME from the subject common name.
+	ID          string
+	Source      string // spiffe | dns | subject
+	TrustDomain string // SPIFFE only
+	Path        string // SPIFFE only
+	Serial      string // the certificate's serial number, hex
+	Issuer      string // the issuing CA's subject
+	Fingerprint string // SHA-256 of the certificate, hex
+	NotAfter    time.Time
 }
 
 // Key identifies the caller across requests (for limits and audit).
 func (id *Identity) Key() string {
+	if id.Type == Workload {
+		return id.Subject // a workload ID names its trust domain or its source
+	}
 	if id.Tenant != "" && id.ObjectID != "" {
 		return id.Tenant + "/" + id.ObjectID
 	}

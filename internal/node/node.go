@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,12 +31,16 @@ import (
 	"github.com/ztgate/ztgate/internal/admin"
 	"github.com/ztgate/ztgate/internal/alert"
 	"github.com/ztgate/ztgate/internal/audit"
+	"github.com/ztgate/ztgate/internal/audit/export"
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
+	"github.com/ztgate/ztgate/internal/detect"
 	"github.com/ztgate/ztgate/internal/explain"
 	"github.com/ztgate/ztgate/internal/gateway"
 	"github.com/ztgate/ztgate/internal/guard"
+	"github.com/ztgate/ztgate/internal/inject"
 	"github.com/ztgate/ztgate/internal/limits"
+	"github.com/ztgate/ztgate/internal/msgraph"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/secrets"
 	"github.com/ztgate/ztgate/internal/store"
@@ -54,6 +59,12 @@ func LoadConfig(path string) (*config.Config, error) {
 	if err := guard.ValidateConfig(cfg); err != nil {
 		return nil, err
 	}
+	if err := authn.ValidateConfig(cfg); err != nil {
+		return nil, err
+	}
+	if err := inject.ValidateConfig(cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -69,15 +80,18 @@ type Options struct {
 
 // Node is one running gateway.
 type Node struct {
-	path   string
-	opts   Options
-	logger *slog.Logger
-	reg    *prometheus.Registry
-	gw     *gateway.Gateway
+	detection *detection // nil without detection rules
+	blocks    *blocksAPI
+	path      string
+	opts      Options
+	logger    *slog.Logger
+	reg       *prometheus.Registry
+	gw        *gateway.Gateway
 
 	mu         sync.Mutex
 	cfg        *config.Config
 	fileSum    [32]byte
+	depStamp   string // identity.mtls's files as last loaded (see depStamp)
 	loadedAt   time.Time
 	lastReload *admin.ReloadResult
 	verifiers  map[string]*verifier // by provider fingerprint
@@ -85,6 +99,7 @@ type Node struct {
 	state      gateway.State
 	alerts     *alert.Raiser
 	store      *store.DB
+	groups     *msgraph.Metrics // group overage lookups, shared by every provider
 }
 
 type verifier struct {
@@ -110,6 +125,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	n.reg = prometheus.NewRegistry()
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := gateway.NewMetrics(n.reg)
+	n.groups = msgraph.NewMetrics(n.reg)
 
 	var st *store.DB
 	if cfg.Store != nil {
@@ -132,15 +148,45 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if err != nil {
 		return err
 	}
+	n.state.Inject = inject.NewManager(n.logger)
+	tokenFetches := promauto.With(n.reg).NewCounterVec(prometheus.CounterOpts{Name: "ztgate_upstream_token_fetches_total", Help: "Upstream tokens fetched by the gateway (inject), by service, kind and result (ok, error)."}, []string{"service", "kind", "result"})
+	n.state.Inject.OnFetch = func(service, kind string, err error) {
+		if err == nil {
+			tokenFetches.WithLabelValues(service, kind, "ok").Inc()
+			return
+		}
+		tokenFetches.WithLabelValues(service, kind, "error").Inc()
+		if te, ok := errors.AsType[*inject.TokenError](err); ok {
+			err = te.Err // the service and kind are said already
+		}
+		n.logger.Warn("upstream token not fetched; requests that need it are refused (503 upstream_token_unavailable)", "service", service, "kind", kind, "error", err)
+		n.alerts.Raise("high", "upstream_token_unavailable", fmt.Sprintf("the %s token for service %s cannot be fetched: %v", kind, service, err))
+	}
 	runCtx, stopVerifiers := context.WithCancel(context.Background())
 	defer stopVerifiers()
+	go n.state.Detect.Run(runCtx, cfg.Detection.Sync.D())
+	n.detection = newDetection(cfg, n.state.Detect, alertStore, nodeName, n.logger, n.reg)
 	rt, err := n.build(runCtx, cfg)
 	if err != nil {
 		return err
 	}
-	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger)
+	var onWritten func([]audit.Record)
+	if n.detection != nil {
+		onWritten = n.detection.Offer
+	}
+	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger, n.reg, onWritten)
 	if err != nil {
 		return err
+	}
+	n.blocks = &blocksAPI{state: n.state.Detect, now: time.Now}
+	if pipeline != nil {
+		wait := cfg.Audit.WriteTimeout.D()
+		n.blocks.rec = func(ctx context.Context, ev audit.Event) error { return pipeline.Record(ctx, ev, wait) }
+	}
+	if n.detection != nil && pipeline != nil {
+		wait := cfg.Audit.WriteTimeout.D()
+		n.detection.record = func(ctx context.Context, ev audit.Event) error { return pipeline.Record(ctx, ev, wait) }
+		go n.detection.Run(runCtx)
 	}
 	if pipeline != nil {
 		pipeline.OnFailure = func(events int) {
@@ -158,6 +204,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	defer stopAudit()
 	n.gw = gateway.New(rt, n.logger, metrics, pipeline, cfg.Audit.WriteTimeout.D())
 	n.cfg, n.fileSum, n.loadedAt = cfg, sum, time.Now()
+	n.depStamp = depStamp(cfg)
 	n.retireVerifiers(cfg)
 
 	var tlsConf *tls.Config
@@ -166,7 +213,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 		if err := n.certs.load(); err != nil {
 			return fmt.Errorf("listen.tls: %w", err)
 		}
-		tlsConf, err = serverTLS(t, n.certs)
+		tlsConf, err = serverTLS(t, cfg.Identity.MTLS != nil, n.certs)
 		if err != nil {
 			return err
 		}
@@ -196,7 +243,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 		},
 	}
 	adm := &http.Server{
-		Handler:           admin.Handler(admin.Deps{Gatherer: n.reg, Status: n.status, Explain: n.explain, Alerts: n.listAlerts, Audit: n.auditQuery()}),
+		Handler:           admin.Handler(admin.Deps{Gatherer: n.reg, Status: n.status, Explain: n.explain, Alerts: n.listAlerts, Audit: n.auditQuery(), Blocks: n.blocks}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          errLog,
 	}
@@ -284,6 +331,12 @@ func (n *Node) load() (*config.Config, [32]byte, error) {
 	if err := guard.ValidateConfig(cfg); err != nil {
 		return nil, sum, err
 	}
+	if err := authn.ValidateConfig(cfg); err != nil {
+		return nil, sum, err
+	}
+	if err := inject.ValidateConfig(cfg); err != nil {
+		return nil, sum, err
+	}
 	return cfg, sum, nil
 }
 
@@ -293,10 +346,10 @@ func (n *Node) build(ctx context.Context, cfg *config.Config) (*gateway.Runtime,
 	var vs []authn.Verifier
 	maxToken := 0
 	for _, p := range cfg.Identity.Providers {
-		fp := fmt.Sprintf("%#v", p)
+		fp := providerKey(p)
 		v, ok := n.verifiers[fp]
 		if !ok {
-			o := authn.FromConfig(p, n.logger)
+			o := authn.FromConfigWith(p, authn.Deps{Logger: n.logger, GroupMetrics: n.groups})
 			vctx, cancel := context.WithCancel(ctx)
 			go o.Run(vctx)
 			v = &verifier{oidc: o, name: p.Name, cancel: cancel}
@@ -308,14 +361,54 @@ func (n *Node) build(ctx context.Context, cfg *config.Config) (*gateway.Runtime,
 	if maxToken == 0 {
 		maxToken = 16384
 	}
-	return gateway.Build(cfg, authn.NewAuthenticator(maxToken, vs...), n.state, n.logger)
+	an := authn.NewAuthenticator(maxToken, vs...)
+	if m := cfg.Identity.MTLS; m != nil {
+		// Built afresh on every reload: the trust bundle and CRL are read
+		// now, and verified chains remembered by the old runtime go with it.
+		v, err := authn.MTLSFromConfig(m, filepath.Dir(cfg.File))
+		if err != nil {
+			return nil, err
+		}
+		an.WithMTLS(v)
+	}
+	return gateway.Build(cfg, an, n.state, n.logger)
+}
+
+// depStamp identifies the content of the files a configuration names
+// beside itself that a reload must pick up when they change: the mTLS
+// trust bundle and CRL (by size and modification time).
+func depStamp(cfg *config.Config) string {
+	var b strings.Builder
+	for _, f := range authn.MTLSFiles(cfg.Identity.MTLS, filepath.Dir(cfg.File)) {
+		fi, err := os.Stat(f)
+		if err != nil {
+			fmt.Fprintf(&b, "%s:missing;", f)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", f, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String()
+}
+
+// providerKey identifies a provider's configuration, so that a reload
+// keeps the verifier (its keys, its token and group caches) of a provider
+// that did not change. It is a map key only, never shown: it holds the
+// group_overage client secret.
+func providerKey(p config.Provider) string {
+	g := p.GroupOverage
+	p.GroupOverage = nil // by value below: its address differs on every load
+	k := fmt.Sprintf("%#v", p)
+	if g != nil {
+		k += fmt.Sprintf("%#v", *g)
+	}
+	return k
 }
 
 // retireVerifiers stops the verifiers that cfg no longer uses.
 func (n *Node) retireVerifiers(cfg *config.Config) {
 	keep := map[string]bool{}
 	for _, p := range cfg.Identity.Providers {
-		keep[fmt.Sprintf("%#v", p)] = true
+		keep[providerKey(p)] = true
 	}
 	for fp, v := range n.verifiers {
 		if !keep[fp] {
@@ -332,7 +425,7 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	defer n.mu.Unlock()
 	if !force {
 		data, err := os.ReadFile(n.path)
-		if err == nil && sha256.Sum256(data) == n.fileSum {
+		if err == nil && sha256.Sum256(data) == n.fileSum && depStamp(n.cfg) == n.depStamp {
 			return
 		}
 	}
@@ -340,10 +433,13 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	if err == nil && (cfg.Listen.Address != n.cfg.Listen.Address || cfg.Admin.Address != n.cfg.Admin.Address) {
 		err = errors.New("listen.address and admin.address cannot change on reload; restart the gateway")
 	}
+	if err == nil && (fmt.Sprint(cfg.Listen.TLS) != fmt.Sprint(n.cfg.Listen.TLS) || (cfg.Identity.MTLS == nil) != (n.cfg.Identity.MTLS == nil)) {
+		err = errors.New("listen.tls, and whether identity.mtls is set, cannot change on reload (the listener asks for client certificates as it started); restart the gateway")
+	}
 	if err == nil && cfg.State != n.cfg.State {
 		err = errors.New("state cannot change on reload; restart the gateway")
 	}
-	if err == nil && (fmt.Sprint(cfg.Store) != fmt.Sprint(n.cfg.Store) || cfg.Audit != n.cfg.Audit) {
+	if err == nil && (fmt.Sprint(cfg.Store) != fmt.Sprint(n.cfg.Store) || !reflect.DeepEqual(cfg.Audit, n.cfg.Audit)) {
 		err = errors.New("store and audit cannot change on reload; restart the gateway")
 	}
 	var rt *gateway.Runtime
@@ -352,7 +448,8 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	}
 	now := time.Now()
 	if err != nil {
-		n.fileSum = sum // do not retry the same broken file every tick
+		n.fileSum = sum // do not retry the same broken files every tick
+		n.depStamp = depStamp(n.cfg)
 		n.lastReload = &admin.ReloadResult{At: now.UTC().Format(time.RFC3339), OK: false, Error: err.Error()}
 		n.logger.Error("configuration reload failed; the previous configuration keeps serving", "config", n.path, "error", err)
 		n.retireVerifiers(n.cfg)
@@ -361,6 +458,7 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	old := n.gw.Swap(rt)
 	n.retireVerifiers(cfg)
 	n.cfg, n.fileSum, n.loadedAt = cfg, sum, now
+	n.depStamp = depStamp(cfg)
 	n.lastReload = &admin.ReloadResult{At: now.UTC().Format(time.RFC3339), OK: true}
 	n.logger.Info("configuration reloaded", "config", n.path, "config_hash", cfg.Hash)
 	// Requests in flight keep their runtime; idle connections go.
@@ -402,7 +500,7 @@ func (n *Node) status() admin.Readiness {
 	defer n.mu.Unlock()
 	r := admin.Readiness{Ready: true, ConfigHash: n.cfg.Hash, ConfigFile: n.path, LoadedAt: n.loadedAt.UTC().Format(time.RFC3339), LastReload: n.lastReload}
 	for _, p := range n.cfg.Identity.Providers {
-		v := n.verifiers[fmt.Sprintf("%#v", p)]
+		v := n.verifiers[providerKey(p)]
 		ps := admin.ProviderStatus{Name: p.Name}
 		if v != nil {
 			ok, err := v.oidc.Ready()
@@ -423,7 +521,11 @@ func (n *Node) status() admin.Readiness {
 	return r
 }
 
-func serverTLS(t *config.ListenTLS, certs *certLoader) (*tls.Config, error) {
+// serverTLS builds the listener's TLS configuration. client_ca_file is
+// checked in the handshake. With identity.mtls (mtls), certificates are
+// asked for even without client_ca_file and verified per request against
+// the trust bundle of the runtime serving it, so reloads apply to them.
+func serverTLS(t *config.ListenTLS, mtls bool, certs *certLoader) (*tls.Config, error) {
 	c := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: certs.get,
@@ -440,11 +542,15 @@ func serverTLS(t *config.ListenTLS, certs *certLoader) (*tls.Config, error) {
 		}
 		c.ClientCAs = pool
 	}
-	switch t.ClientAuth {
-	case "optional":
+	switch {
+	case t.ClientAuth == "optional" && c.ClientCAs != nil:
 		c.ClientAuth = tls.VerifyClientCertIfGiven
-	case "require":
+	case t.ClientAuth == "require" && c.ClientCAs != nil:
 		c.ClientAuth = tls.RequireAndVerifyClientCert
+	case t.ClientAuth == "optional" && mtls:
+		c.ClientAuth = tls.RequestClientCert
+	case t.ClientAuth == "require" && mtls:
+		c.ClientAuth = tls.RequireAnyClientCert
 	}
 	return c, nil
 }
@@ -508,7 +614,7 @@ func newState(st config.State, db *store.DB, reg prometheus.Registerer, logger *
 		if db != nil {
 			quotas = db.Quotas()
 		}
-		return gateway.State{Limits: local, Quotas: quotas}, nil
+		return gateway.State{Limits: local, Quotas: quotas, Detect: detect.NewLocalState()}, nil
 	}
 	opts, err := redis.ParseURL(st.URL)
 	if err != nil {
@@ -528,13 +634,14 @@ func newState(st config.State, db *store.DB, reg prometheus.Registerer, logger *
 		failures.Inc()
 		alerts.Raise("high", "rate_limit_store_unavailable", "Redis cannot answer rate limit decisions; on_store_failure applies")
 	}
-	return gateway.State{Limits: r, Quotas: limits.NewRedisQuotas(client, "ztgate:q:")}, nil
+	return gateway.State{Limits: r, Quotas: limits.NewRedisQuotas(client, "ztgate:q:"), Detect: detect.NewRedisState(client, "ztgate:detect:", logger)}, nil
 }
 
-// startAudit starts the audit pipeline into st; without a store there is
-// no audit (nil pipeline). The returned func stops the pipeline after
-// writing what is queued.
-func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *slog.Logger) (*audit.Pipeline, func(), error) {
+// startAudit starts the audit pipeline into st and the exporters fed from
+// it; without a store there is no audit (nil pipeline). The returned func
+// stops the pipeline after writing what is queued, then the exporters after
+// delivering what they hold (10 s at most).
+func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *slog.Logger, reg prometheus.Registerer, onWritten func([]audit.Record)) (*audit.Pipeline, func(), error) {
 	if st == nil {
 		logger.Warn("no store configured: decisions are logged but not audited")
 		return nil, func() {}, nil
@@ -571,6 +678,26 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 			logger.Warn("audit spool holds events from an earlier run; they are replayed into the store", "events", n, "spool", spool.Path())
 		}
 	}
+	exporters, err := export.FromConfig(cfg.Audit.Exporters, export.Options{Logger: logger, Metrics: export.NewMetrics(reg), Node: name, Dir: filepath.Dir(cfg.File)})
+	if err != nil {
+		if spool != nil {
+			spool.Close()
+		}
+		return nil, nil, err
+	}
+	p.OnWritten = onWritten
+	if len(exporters) > 0 {
+		// Exporters see a batch only once it is durable (store or spool),
+		// and never hold the writer up: Offer drops what does not fit.
+		p.OnWritten = exporters.Offer
+		if onWritten != nil {
+			p.OnWritten = func(recs []audit.Record) { exporters.Offer(recs); onWritten(recs) }
+		}
+		exporters.Start()
+		for _, e := range exporters {
+			logger.Info("audit exporter started", "exporter", e.Name())
+		}
+	}
 	pctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(pctx); close(done) }()
@@ -582,6 +709,9 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 	return p, func() {
 		stop()
 		<-done
+		if err := exporters.Close(10 * time.Second); err != nil {
+			logger.Warn("audit exporters closed with an error", "error", err)
+		}
 		if spool != nil {
 			spool.Close()
 		}

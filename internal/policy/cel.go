@@ -1,10 +1,12 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 
 	"cel.dev/cel-go/cel"
@@ -40,7 +42,9 @@ var (
 // environment is the typed CEL environment of when expressions:
 //
 //	identity  map: type, subject, tenant, object_id, app_id, name, issuer,
-//	          provider, roles, scopes, groups, amr, acrs, claims (every claim)
+//	          provider, roles, scopes, groups, amr, acrs, claims (every claim),
+//	          workload (map: id, source, trust_domain, path, serial, issuer,
+//	          fingerprint of the verified client certificate; "" without one)
 //	request   map: method, host, path, params, query, headers (lower-case
 //	          names, first value), ip
 //	geo       map: country
@@ -133,6 +137,9 @@ func memberListFunc(fn, key string) cel.EnvOption {
 				case "scopes":
 					l = id.Scopes
 				case "groups":
+					if id.GroupsUnknown {
+						return types.WrapErr(errGroupsUnknown)
+					}
 					l = id.Groups
 				}
 				return types.Bool(slices.Contains(l, want))
@@ -189,9 +196,25 @@ func CheckExpr(src string) error {
 	return err
 }
 
+// errGroupsUnknown is what the groups of a caller whose groups are unknown
+// evaluate to. CEL carries the error through: an expression whose value
+// depends on them errs and denies (groups_unknown); one that holds or fails
+// regardless (a || b with a true) is decided as usual.
+var errGroupsUnknown = errors.New("the caller's groups are unknown (group overage not resolved)")
+
+// readsGroups reports whether an expression mentions groups.
+func readsGroups(src string) bool {
+	return strings.Contains(src, "groups") || strings.Contains(src, "inGroup")
+}
+
 func (e *expr) eval(in *Input, t *trace) bool {
 	out, _, err := e.prg.Eval(&activation{in: in})
 	if err != nil {
+		if errors.Is(err, errGroupsUnknown) {
+			t.unknown = true
+			t.add(ReasonGroupsUnknown, "when", e.src, "cannot tell: "+err.Error())
+			return false
+		}
 		t.add(ReasonWhenError, "when", e.src, "error: "+err.Error())
 		return false
 	}

@@ -86,7 +86,7 @@ func (m objectMap) Equal(o ref.Val) ref.Val { return types.Bool(false) }
 func (m objectMap) Type() ref.Type          { return types.MapType }
 func (m objectMap) Value() any              { return m.native }
 
-var identityKeys = []string{"type", "subject", "tenant", "object_id", "app_id", "name", "issuer", "provider", "roles", "scopes", "groups", "amr", "acrs", "claims"}
+var identityKeys = []string{"type", "subject", "tenant", "object_id", "app_id", "name", "issuer", "provider", "roles", "scopes", "groups", "amr", "acrs", "claims", "workload"}
 
 func strList(s []string) ref.Val { return types.NewStringList(types.DefaultTypeAdapter, s) }
 
@@ -117,6 +117,9 @@ func identityVal(id *identity.Identity) ref.Val {
 		case "scopes":
 			return strList(id.Scopes), true
 		case "groups":
+			if id.GroupsUnknown {
+				return types.WrapErr(errGroupsUnknown), true
+			}
 			return strList(id.Groups), true
 		case "amr":
 			return strList(id.AMR), true
@@ -128,6 +131,37 @@ func identityVal(id *identity.Identity) ref.Val {
 				c = map[string]any{}
 			}
 			return types.DefaultTypeAdapter.NativeToValue(c), true
+		case "workload":
+			return workloadVal(id.ClientCert), true
+		}
+		return nil, false
+	}}}
+}
+
+var workloadKeys = []string{"id", "source", "trust_domain", "path", "serial", "issuer", "fingerprint"}
+
+// workloadVal is the workload of the request's verified client
+// certificate; without one every field is "".
+func workloadVal(cc *identity.ClientCert) ref.Val {
+	if cc == nil {
+		cc = &identity.ClientCert{}
+	}
+	return objectMap{native: cc, fields: fields{keys: workloadKeys, find: func(k string) (ref.Val, bool) {
+		switch k {
+		case "id":
+			return types.String(cc.ID), true
+		case "source":
+			return types.String(cc.Source), true
+		case "trust_domain":
+			return types.String(cc.TrustDomain), true
+		case "path":
+			return types.String(cc.Path), true
+		case "serial":
+			return types.String(cc.Serial), true
+		case "issuer":
+			return types.String(cc.Issuer), true
+		case "fingerprint":
+			return types.String(cc.Fingerprint), true
 		}
 		return nil, false
 	}}}

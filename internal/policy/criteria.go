@@ -9,6 +9,7 @@ import (
 
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/identity"
+	"github.com/ztgate/ztgate/internal/spiffeid"
 )
 
 // criterion is one compiled piece of a rule.
@@ -21,13 +22,21 @@ type criterion interface {
 type all []criterion
 
 func (a all) eval(in *Input, t *trace) bool {
-	ok := true
+	no, unknown := false, false
 	for _, c := range a {
+		t.unknown = false
 		if !c.eval(in, t) {
-			ok = false
+			if t.unknown {
+				unknown = true
+			} else {
+				no = true
+			}
 		}
 	}
-	return ok
+	// A part that does not hold decides; only parts that cannot be told
+	// (unknown groups) leave the whole unknown.
+	t.unknown = !no && unknown
+	return !no && !unknown
 }
 
 // anyOf holds when one part holds; only the allowing branch's reasons are
@@ -42,14 +51,20 @@ func (a anyOf) eval(in *Input, t *trace) bool {
 	}
 	t.depth++
 	defer func() { t.depth-- }()
+	unknown := false
 	for _, c := range a {
 		start := len(*t.reasons)
+		t.unknown = false
 		if c.eval(in, t) {
 			n := copy((*t.reasons)[mark:], (*t.reasons)[start:])
 			*t.reasons = (*t.reasons)[:mark+n]
+			t.unknown = false
 			return true
 		}
+		unknown = unknown || t.unknown
 	}
+	// No branch holds; if one could not be told, neither can the whole.
+	t.unknown = unknown
 	return false
 }
 
@@ -68,14 +83,21 @@ func (a allOf) eval(in *Input, t *trace) bool {
 
 type not struct{ c criterion }
 
+// not holds when its rule does not. When its rule cannot be told (unknown
+// groups), neither can not: it denies with groups_unknown, never allows.
 func (n not) eval(in *Input, t *trace) bool {
 	mark := len(*t.reasons)
 	if !t.explaining() {
+		t.unknown = false
 		held := n.c.eval(in, t)
 		*t.reasons = (*t.reasons)[:mark]
-		if held {
+		switch {
+		case held:
 			t.note("excluded_by_not")
-		} else {
+		case t.unknown:
+			t.note(ReasonGroupsUnknown)
+			return false
+		default:
 			t.note("not_ok")
 		}
 		return !held
@@ -84,13 +106,17 @@ func (n not) eval(in *Input, t *trace) bool {
 	inner := &trace{reasons: t.reasons, depth: t.depth + 1, steps: &steps}
 	held := n.c.eval(in, inner)
 	*t.reasons = (*t.reasons)[:mark]
-	if held {
+	t.unknown = !held && inner.unknown
+	switch {
+	case held:
 		t.add("excluded_by_not", "not", "the rule below must not hold", "it holds")
-	} else {
+	case t.unknown:
+		t.add(ReasonGroupsUnknown, "not", "the rule below must not hold", "cannot tell: the caller's groups are unknown")
+	default:
 		t.add("not_ok", "not", "the rule below must not hold", "it does not")
 	}
 	*t.steps = append(*t.steps, steps...)
-	return !held
+	return !held && !t.unknown
 }
 
 type authenticated struct{}
@@ -110,9 +136,21 @@ type listCriterion struct {
 	want     []string
 	get      func(*identity.Identity) []string
 	ok, fail string
+	// unknown, when set, reports that the caller's values are not known
+	// (groups under group overage): the criterion then cannot be told.
+	unknown func(*identity.Identity) bool
 }
 
 func (l *listCriterion) eval(in *Input, t *trace) bool {
+	if l.unknown != nil && l.unknown(in.Identity) {
+		t.unknown = true
+		if t.explaining() {
+			t.add(ReasonGroupsUnknown, l.name, "one of "+list(l.want), "unknown: the token names them by reference (group overage) and they were not resolved")
+		} else {
+			t.note(ReasonGroupsUnknown)
+		}
+		return false
+	}
 	have := l.get(in.Identity)
 	for _, v := range have {
 		if slices.Contains(l.want, v) {
@@ -167,6 +205,82 @@ func quoteOrNone(s string) string {
 		return "none"
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+// workloadCriterion holds when the request's verified client certificate
+// names one of the listed workloads.
+type workloadCriterion struct {
+	want   []string // as written, for explanations
+	spiffe []spiffeid.Pattern
+	dns    []string // exact names, or *.domain for one label
+	cn     []string
+}
+
+func compileWorkloads(want []string) (*workloadCriterion, error) {
+	c := &workloadCriterion{want: want}
+	for _, w := range want {
+		if err := config.CheckWorkloadPattern(w); err != nil {
+			return nil, err
+		}
+		switch {
+		case strings.HasPrefix(w, "spiffe://"):
+			p, err := spiffeid.ParsePattern(w)
+			if err != nil {
+				return nil, err
+			}
+			c.spiffe = append(c.spiffe, p)
+		case strings.HasPrefix(w, "dns:"):
+			c.dns = append(c.dns, w[len("dns:"):])
+		case strings.HasPrefix(w, "cn:"):
+			c.cn = append(c.cn, w[len("cn:"):])
+		}
+	}
+	return c, nil
+}
+
+func (c *workloadCriterion) match(cc *identity.ClientCert) bool {
+	switch cc.Source {
+	case "spiffe":
+		id := spiffeid.ID{TrustDomain: cc.TrustDomain, Path: cc.Path}
+		for _, p := range c.spiffe {
+			if p.Match(id) {
+				return true
+			}
+		}
+	case "dns":
+		name := strings.TrimPrefix(cc.ID, "dns:")
+		for _, d := range c.dns {
+			if d == name {
+				return true
+			}
+			if suffix, ok := strings.CutPrefix(d, "*"); ok {
+				label, found := strings.CutSuffix(name, suffix)
+				if found && label != "" && !strings.Contains(label, ".") {
+					return true
+				}
+			}
+		}
+	case "subject":
+		return slices.Contains(c.cn, strings.TrimPrefix(cc.ID, "cn:"))
+	}
+	return false
+}
+
+func (c *workloadCriterion) eval(in *Input, t *trace) bool {
+	cc := in.Identity.ClientCert
+	r, have := "workload_missing", "no client certificate"
+	if cc != nil {
+		r, have = "workload_not_allowed", quoteOrNone(cc.ID)
+		if c.match(cc) {
+			r = "workload_ok"
+		}
+	}
+	if t.explaining() {
+		t.add(r, "workloads", "one of "+list(c.want), have)
+	} else {
+		t.note(r)
+	}
+	return r == "workload_ok"
 }
 
 type mfa struct{}
@@ -346,7 +460,8 @@ func compileRule(r *config.Rule) (criterion, error) {
 	lists := []*listCriterion{
 		{name: "roles", want: r.Roles, get: func(id *identity.Identity) []string { return id.Roles }, ok: "role_ok", fail: "role_missing"},
 		{name: "scopes", want: r.Scopes, get: func(id *identity.Identity) []string { return id.Scopes }, ok: "scope_ok", fail: "scope_missing"},
-		{name: "groups", want: r.Groups, get: func(id *identity.Identity) []string { return id.Groups }, ok: "group_ok", fail: "group_missing"},
+		{name: "groups", want: r.Groups, get: func(id *identity.Identity) []string { return id.Groups }, ok: "group_ok", fail: "group_missing",
+			unknown: func(id *identity.Identity) bool { return id.GroupsUnknown }},
 		{name: "auth_context", want: r.AuthContext, get: func(id *identity.Identity) []string { return id.ACRS }, ok: "auth_context_ok", fail: "auth_context_missing"},
 	}
 	for _, l := range lists {
@@ -364,6 +479,13 @@ func compileRule(r *config.Rule) (criterion, error) {
 		if v.want != nil {
 			parts = append(parts, v)
 		}
+	}
+	if r.Workloads != nil {
+		c, err := compileWorkloads(r.Workloads)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, c)
 	}
 	if r.MFA {
 		parts = append(parts, mfa{})

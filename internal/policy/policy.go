@@ -53,6 +53,11 @@ type Decision struct {
 	Reasons []string
 	Route   string // service/route
 	Version string // policy version (hash of the configuration)
+	// GroupsUnknown is set on a deny that knowing the caller's groups
+	// could have turned into an allow: the token named them by reference
+	// (group overage) and they were not resolved. The deny reason is then
+	// groups_unknown.
+	GroupsUnknown bool
 
 	buf [12]string
 	tr  trace
@@ -60,8 +65,12 @@ type Decision struct {
 
 // DenyReason returns the reason to give the client for a deny.
 func (d *Decision) DenyReason() string {
+	if d.GroupsUnknown {
+		return ReasonGroupsUnknown
+	}
+	// Otherwise something denies whatever the groups: that is the reason.
 	for _, r := range d.Reasons {
-		if !isOK(r) {
+		if !isOK(r) && r != ReasonGroupsUnknown {
 			return r
 		}
 	}
@@ -73,6 +82,9 @@ const (
 	ReasonNoRule          = "no_allow_rule" // default deny: the route has no allow rule
 	ReasonDenied          = "policy_denied"
 	ReasonUnauthenticated = "unauthenticated"
+	// ReasonGroupsUnknown: a rule tests groups, and the caller's are not
+	// known (group overage not resolved). Fail closed.
+	ReasonGroupsUnknown = "groups_unknown"
 )
 
 func isOK(r string) bool { return len(r) > 3 && r[len(r)-3:] == "_ok" }
@@ -101,6 +113,7 @@ type Policy struct {
 	root    criterion // nil: no rule, deny
 	when    *expr     // nil: none
 	acrs    []string  // auth context values the rule asks for, for step-up
+	groups  bool      // the rule or the when expression reads groups
 }
 
 // Spec is what a route's policy is compiled from.
@@ -122,6 +135,7 @@ func Compile(s Spec) (*Policy, error) {
 		}
 		p.root = c
 		p.acrs = firstAuthContext(s.Rule)
+		p.groups = testsGroups(s.Rule)
 	}
 	if s.When != "" {
 		e, err := compileExpr(s.When)
@@ -129,8 +143,36 @@ func Compile(s Spec) (*Policy, error) {
 			return nil, fmt.Errorf("route %s: when: %w", s.Route, err)
 		}
 		p.when = e
+		p.groups = p.groups || readsGroups(s.When)
 	}
 	return p, nil
+}
+
+// UsesGroups reports whether deciding may need the caller's groups, so
+// that groups a token names only by reference are resolved only for the
+// routes that test them. An expression that reaches groups in a way this
+// does not see still denies (groups_unknown): the answer is an
+// optimisation, never a way around the check.
+func (p *Policy) UsesGroups() bool { return p.groups }
+
+func testsGroups(r *config.Rule) bool {
+	if r == nil {
+		return false
+	}
+	if r.Groups != nil || testsGroups(r.Not) {
+		return true
+	}
+	for i := range r.AnyOf {
+		if testsGroups(&r.AnyOf[i]) {
+			return true
+		}
+	}
+	for i := range r.AllOf {
+		if testsGroups(&r.AllOf[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // Mode returns the policy's mode.
@@ -153,7 +195,7 @@ func (p *Policy) EvaluateInto(in *Input, d *Decision) {
 }
 
 func (p *Policy) eval(in *Input, d *Decision, steps *[]Step) {
-	d.Allow, d.WouldDeny = false, false
+	d.Allow, d.WouldDeny, d.GroupsUnknown = false, false, false
 	d.Route, d.Version = p.route, p.version
 	d.Reasons = d.buf[:0]
 	d.tr = trace{reasons: &d.Reasons, steps: steps}
@@ -167,12 +209,22 @@ func (p *Policy) evalTrace(in *Input, d *Decision, t *trace) {
 	case in.Identity == nil:
 		t.add(ReasonUnauthenticated, "identity", "an authenticated caller", "none")
 	default:
-		d.Allow = p.root.eval(in, t)
+		// Kleene's three values: a part that does not hold denies; a part
+		// that cannot be told (unknown groups) denies as groups_unknown
+		// unless another part denies anyway.
+		t.unknown = false
+		rootOK := p.root.eval(in, t)
+		no, unknown := !rootOK && !t.unknown, !rootOK && t.unknown
+		d.Allow = rootOK
 		if p.when != nil {
+			t.unknown = false
 			if !p.when.eval(in, t) {
 				d.Allow = false
+				no = no || !t.unknown
+				unknown = unknown || t.unknown
 			}
 		}
+		d.GroupsUnknown = !d.Allow && !no && unknown
 	}
 	if !d.Allow && p.mode == ReportOnly && p.root != nil && in.Identity != nil {
 		d.Allow, d.WouldDeny = true, true
@@ -207,6 +259,9 @@ type trace struct {
 	reasons *[]string
 	steps   *[]Step
 	depth   int
+	// unknown is set by a criterion that returned false because it cannot
+	// be told (unknown groups) rather than because it does not hold.
+	unknown bool
 }
 
 func (t *trace) add(reason, criterion, want, have string) {

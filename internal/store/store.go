@@ -168,7 +168,7 @@ func OpenSQLite(ctx context.Context, dsn string) (*DB, error) {
 	}
 	// WAL with synchronous=NORMAL: a commit survives the process being
 	// killed; busy_timeout lets several processes share the file.
-	dsn += sep + "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(8000)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)"
+	dsn += sep + "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(8000)&_pragma=cache_size(-512)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err

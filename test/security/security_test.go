@@ -49,10 +49,12 @@ admin: { address: "127.0.0.1:0" }
 identity:
   providers:
     - { name: test, type: oidc, issuer: %q, audiences: [orders-api] }
+assertion: { issuer: "https://gw.security.test", header: X-Caller-Assertion }
 services:
   - name: app
     upstream: %q
     max_body_bytes: 1024
+    inject: { identity_assertion: true }
     cors: { allowed_origins: [https://app.example.com] }
     routes:
       - { name: public, match: { path: "/public/**" }, allow: { authenticated: true } }
@@ -117,6 +119,11 @@ func attacks() []attack {
 			return strings.Contains(fmt.Sprint(s.Header), "contoso") || s.Header.Get("X-Ms-Client-Principal") != ""
 		}},
 		attack{name: "spoofed identity with underscores", raw: get("/public/x", "X_Forwarded_User: admin\r\nX_Remote_User: admin\r\n"), status: []int{200}, leaked: func(s harness.Seen) bool { return strings.Contains(fmt.Sprint(s.Header), "admin") }},
+		attack{name: "spoofed identity assertion", raw: get("/public/x", "X-Caller-Assertion: forged\r\nX_Caller_Assertion: forged\r\nX-Ztgate-Identity: forged\r\n"), status: []int{200}, leaked: func(s harness.Seen) bool {
+			return strings.Contains(fmt.Sprint(s.Header), "forged") || len(s.Header.Values("X-Caller-Assertion")) != 1
+		}},
+		attack{name: "hop-by-hop removal of the identity assertion", raw: get("/public/x", "Connection: X-Caller-Assertion\r\n"), status: []int{200}, leaked: func(s harness.Seen) bool { return s.Header.Get("X-Caller-Assertion") == "" }},
+		attack{name: "assertion keys path routed to a service", raw: "GET /.well-known/jwks.json HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n\r\n", status: []int{200}, leaked: anything},
 		attack{name: "hop-by-hop listing of the gateway's headers", raw: get("/public/x", "Connection: X-Forwarded-For, X-Request-Id\r\n"), status: []int{200}, leaked: func(s harness.Seen) bool {
 			return s.Header.Get("X-Forwarded-For") == "" || s.Header.Get("X-Request-Id") == ""
 		}},

@@ -94,13 +94,15 @@ func read(r io.Reader) ([]run, error) {
 	return runs, err
 }
 
-var scenarioOrder = []string{"same", "fresh", "denied", "direct"}
+var scenarioOrder = []string{"same", "noaudit", "fresh", "denied", "pg", "direct"}
 
 var scenarioNames = map[string]string{
-	"same":   "same token",
-	"fresh":  "fresh token",
-	"denied": "denied (no token)",
-	"direct": "direct to upstream",
+	"same":    "same token",
+	"fresh":   "fresh token",
+	"denied":  "denied (no token)",
+	"pg":      "same token, audit on PostgreSQL",
+	"noaudit": "same token, no audit",
+	"direct":  "direct to upstream",
 }
 
 func rank(list []string, s string) int {
@@ -252,7 +254,17 @@ func targets(w io.Writer, cells []*cell, runs []run) {
 	fmt.Fprintf(w, "| fresh token, %d conns: req/s ÷ bare proxy | ≥ 0.60 | %.2f | %s |\n", maxConns, fresh, verdict(fresh, 0.60, true))
 	lat := added("same")
 	fmt.Fprintf(w, "| 1 conn, same token: p50 added over bare proxy | ≤ 0.100 ms | %.3f ms | %s |\n", lat, verdict(lat, 0.1, false))
-	for _, s := range []string{"fresh", "denied"} {
+	// What audit adds to the proxy's CPU per request (issue 5): the same
+	// token with and without the audit store, in the same run.
+	if a, n := find(cells, "same", "ztgate", maxConns), find(cells, "noaudit", "ztgate", maxConns); a != nil && n != nil {
+		share := (median(a, cpu) - median(n, cpu)) / median(n, cpu) * 100
+		fmt.Fprintf(w, "| audit (SQLite) added to ztgate's CPU per request, %d conns | < 5%% | %.0f%% (%.1f → %.1f µs) | %s |\n",
+			maxConns, share, median(n, cpu), median(a, cpu), verdict(share, 5, false))
+	}
+	if v := ratio("pg", maxConns); !math.IsNaN(v) {
+		fmt.Fprintf(w, "| same token, audit on PostgreSQL, %d conns: req/s ÷ bare proxy (for reference) | | %.2f | |\n", maxConns, v)
+	}
+	for _, s := range []string{"fresh", "denied", "pg"} {
 		if v := added(s); !math.IsNaN(v) {
 			fmt.Fprintf(w, "| 1 conn, %s: p50 added (for reference) | | %.3f ms | |\n", scenarioNames[s], v)
 		}
