@@ -4,7 +4,8 @@
 // added, never renamed. Decoding is strict: an unknown key, a wrong type or a bad
 // value is an error naming file:line:column and the key path. References of the
 // form ${env:NAME} and ${secret:PROVIDER/NAME} may stand in any string value and
-// are resolved at load.
+// are resolved at load, except in the values of Template type (injected
+// credentials), whose secret references are resolved at each use.
 package config
 
 import (
@@ -244,9 +245,11 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 // MarshalJSON keeps encoding/json from writing the value.
 func (s Secret) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(s.String())), nil }
 
-// Secrets configures secret providers.
+// Secrets configures secret providers and how long their values are kept.
 type Secrets struct {
 	Providers []SecretProvider `yaml:"providers" doc:"Named secret providers."`
+	TTL       Duration         `yaml:"ttl" default:"5m" doc:"How long a secret that injected credentials use is kept before it is read again in the background; a reference without a version picks up a rotation within this time, without a restart."`
+	MaxStale  Duration         `yaml:"max_stale" default:"1h" doc:"While reads fail, the last value read serves until it is this old; then the routes that inject it fail closed (503 secret_unavailable) and nothing reaches their upstream. At least twice ttl."`
 }
 
 // SecretProvider is one named source of secrets.
@@ -255,7 +258,44 @@ type SecretProvider struct {
 	Type     string `yaml:"type" required:"true" enum:"env,file,azure_keyvault" doc:"env: environment variables; file: one file per secret in a directory; azure_keyvault: Azure Key Vault."`
 	Prefix   string `yaml:"prefix" doc:"env: prefix added to the secret name to form the variable name."`
 	Dir      string `yaml:"dir" doc:"file: directory holding one file per secret (trailing newline trimmed)."`
-	VaultURL string `yaml:"vault_url" doc:"azure_keyvault: the vault URL."`
+	VaultURL string `yaml:"vault_url" doc:"azure_keyvault: the vault URL, https://NAME.vault.azure.net/ (or a sovereign cloud's vault domain)."`
+	// Credential and the keys below it are for azure_keyvault.
+	Credential          string   `yaml:"credential" enum:"managed_identity,workload_identity,client_secret,client_certificate" doc:"azure_keyvault: how the gateway signs in to Microsoft Entra ID (default managed_identity). workload_identity: a federated token file (AKS); client_secret and client_certificate: an app registration."`
+	Tenant              string   `yaml:"tenant" doc:"azure_keyvault: tenant id of the app registration (client_secret, client_certificate; workload_identity defaults to AZURE_TENANT_ID)."`
+	ClientID            string   `yaml:"client_id" doc:"azure_keyvault: application (client) id: of a user-assigned managed identity (absent: system-assigned), of the workload identity (default AZURE_CLIENT_ID), or of the app registration."`
+	ClientSecret        Template `yaml:"client_secret" doc:"azure_keyvault client_secret: the app's secret, as a ${secret:...} reference to an env or file provider or an ${env:...} reference; read at load."`
+	CertificateFile     string   `yaml:"certificate_file" doc:"azure_keyvault client_certificate: PEM or PKCS#12 file holding the certificate and its private key; read at load."`
+	CertificatePassword Template `yaml:"certificate_password" doc:"azure_keyvault client_certificate: password of a PKCS#12 file, as a reference like client_secret."`
+	TokenFile           string   `yaml:"token_file" doc:"azure_keyvault workload_identity: the federated token file (default AZURE_FEDERATED_TOKEN_FILE)."`
+	AuthorityHost       string   `yaml:"authority_host" doc:"azure_keyvault: the Entra sign-in URL (default https://login.microsoftonline.com), e.g. https://login.microsoftonline.us."`
+	TTL                 Duration `yaml:"ttl" doc:"This provider's secrets.ttl."`
+	MaxStale            Duration `yaml:"max_stale" doc:"This provider's secrets.max_stale."`
+}
+
+// EffectiveTTL is the provider's ttl, or the gateway-wide one.
+func (s *Secrets) EffectiveTTL(p *SecretProvider) Duration {
+	if p.TTL > 0 {
+		return p.TTL
+	}
+	return s.TTL
+}
+
+// EffectiveMaxStale is the provider's max_stale, or the gateway-wide one.
+func (s *Secrets) EffectiveMaxStale(p *SecretProvider) Duration {
+	if p.MaxStale > 0 {
+		return p.MaxStale
+	}
+	return s.MaxStale
+}
+
+// Provider returns the secret provider named name, or nil.
+func (s *Secrets) Provider(name string) *SecretProvider {
+	for i := range s.Providers {
+		if s.Providers[i].Name == name {
+			return &s.Providers[i]
+		}
+	}
+	return nil
 }
 
 // Policy holds gateway-wide policy defaults.
@@ -282,7 +322,7 @@ type Service struct {
 	CORS                 *CORS        `yaml:"cors" doc:"Cross-origin resource sharing for browsers; preflights are answered at the gateway."`
 	Quota                *Quota       `yaml:"quota" doc:"A volume quota every request to the service counts against."`
 	RequireClientCert    bool         `yaml:"require_client_cert" doc:"Every route of the service needs a verified client certificate (identity.mtls), even when a bearer token is the caller; without one: 401 cert_missing."`
-	Inject               *Inject      `yaml:"inject" doc:"Credentials injected into upstream requests."`
+	Inject               *Inject      `yaml:"inject" doc:"Credentials injected into every upstream request of the service."`
 	Routes               []Route      `yaml:"routes" required:"true" doc:"Routes; a request matching none is denied (404 no_route)."`
 }
 
@@ -293,6 +333,9 @@ type UpstreamTLS struct {
 	KeyFile            string `yaml:"key_file" doc:"PEM key of the client certificate."`
 	ServerName         string `yaml:"server_name" doc:"Name verified in the upstream's certificate (default: the upstream host)."`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" unsupported:"true" doc:"Never supported: upstream certificates are always verified."`
+	// ClientCertificate is a Template so that its reference is read from
+	// the secret cache, not at load.
+	ClientCertificate Template `yaml:"client_certificate" doc:"The gateway's client certificate and key from a secret instead of cert_file and key_file, e.g. \"${secret:kv/gw-client}\": PEM, or PKCS#12 without a password as Key Vault keeps a certificate's secret. A renewed certificate is used for new connections after secrets.ttl; while it cannot be served, requests get 503 secret_unavailable."`
 }
 
 // Timeouts bound each phase of an upstream exchange.
@@ -303,10 +346,12 @@ type Timeouts struct {
 	Overall        Duration `yaml:"overall" default:"60s" doc:"The whole exchange, body included (WebSocket upgrades excepted)."`
 }
 
-// Inject configures upstream credentials.
+// Inject configures upstream credentials. Values may hold ${secret:...}
+// references, resolved per request from the secret cache; a client's own
+// copies of injected headers and query parameters are removed, never merged.
 type Inject struct {
-	Headers           map[string]string `yaml:"headers" unsupported:"true" doc:"Headers set on upstream requests."`
-	IdentityAssertion bool              `yaml:"identity_assertion" doc:"Add a signed identity assertion (a short-lived ES256 JWT about the caller, see assertion) to every upstream request."`
+	Headers           map[string]Template `yaml:"headers" doc:"Headers set on upstream requests, e.g. x-functions-key: \"${secret:kv/orders-function-key}\"; a client's headers of these names are removed."`
+	IdentityAssertion bool                `yaml:"identity_assertion" doc:"Add a signed identity assertion (a short-lived ES256 JWT about the caller, see assertion) to every upstream request."`
 	// AssertionAudience is the aud of the service's assertions.
 	AssertionAudience string `yaml:"assertion_audience" doc:"aud of the service's identity assertions (default: the service name). The upstream accepts only its own audience, so an assertion cannot be replayed to another service."`
 	// ClientCredentials mints the upstream's bearer token with the OAuth 2.0
@@ -317,7 +362,9 @@ type Inject struct {
 	ManagedIdentity *ManagedIdentity `yaml:"managed_identity" doc:"Send the upstream an access token of the gateway's Azure managed identity, as Authorization: Bearer."`
 	// TokenExchange exchanges the caller's token for one narrowed to the
 	// upstream (RFC 8693, or Entra ID's on-behalf-of flow).
-	TokenExchange *TokenExchange `yaml:"token_exchange" doc:"Send the upstream a token for the caller, narrowed to it, that the gateway exchanges the caller's own token for (RFC 8693 token exchange, or Microsoft Entra ID's on-behalf-of flow), as Authorization: Bearer."`
+	TokenExchange *TokenExchange      `yaml:"token_exchange" doc:"Send the upstream a token for the caller, narrowed to it, that the gateway exchanges the caller's own token for (RFC 8693 token exchange, or Microsoft Entra ID's on-behalf-of flow), as Authorization: Bearer."`
+	Query         map[string]Template `yaml:"query" doc:"Query parameters set on upstream requests, e.g. code: \"${secret:kv/orders-function-key}\"; a client's parameters of these names (in any case) are removed."`
+	BasicAuth     *BasicAuth          `yaml:"basic_auth" doc:"HTTP Basic credentials sent as the upstream Authorization header."`
 }
 
 // Assertion configures the identity assertions the gateway signs.
@@ -367,6 +414,12 @@ type ManagedIdentity struct {
 	Scope    string `yaml:"scope" required:"true" doc:"The scope requested, e.g. api://orders/.default or https://storage.azure.com/.default."`
 }
 
+// BasicAuth is a user name and password for HTTP Basic authentication.
+type BasicAuth struct {
+	Username Template `yaml:"username" required:"true" doc:"User name (no ':'); text or a reference."`
+	Password Template `yaml:"password" required:"true" doc:"Password, as a ${secret:...} reference."`
+}
+
 // Route is one rule for a set of requests to a service.
 type Route struct {
 	Name      string     `yaml:"name" required:"true" doc:"Route name, unique within its service."`
@@ -377,6 +430,7 @@ type Route struct {
 	RateLimit *RateLimit `yaml:"rate_limit" doc:"A limit every request on the route counts against (in addition to service and gateway limits)."`
 	Guard     *Guard     `yaml:"guard" doc:"Checks on the request before it reaches the upstream; a failure is 400, 413 or 415 with the failed check as reason."`
 	Quota     *Quota     `yaml:"quota" doc:"A volume quota every request on the route counts against."`
+	Inject    *Inject    `yaml:"inject" doc:"Credentials injected into the route's upstream requests, over the service's: a header or query parameter of the same name, or basic_auth, replaces the service's."`
 	DLP       *DLP       `yaml:"dlp" doc:"Data loss prevention on responses: sensitive values masked, or the response refused. Applies to JSON, text/*, XML and form bodies (other media types pass unscanned); the upstream is asked for an uncompressed, whole (no Range) response."`
 
 	RequireClientCert bool `yaml:"require_client_cert" doc:"The request needs a verified client certificate (identity.mtls), even when a bearer token is the caller; without one: 401 cert_missing."`

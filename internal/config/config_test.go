@@ -220,7 +220,6 @@ func TestLoadErrors(t *testing.T) {
 		{"assertion key file and pem", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, keys: [ { file: a.pem, pem: \"${env:ZT_TEST_SUBJECT}\" } ] }\n", []string{"assertion.keys[0]: set exactly one of file and pem"}},
 		{"assertion inline pem", withInject("identity_assertion: true") + "assertion: { issuer: https://gw.example, keys: [ { pem: \"-----BEGIN PRIVATE KEY-----\" } ] }\n", []string{"assertion.keys[0].pem: write a ${secret:PROVIDER/NAME} or ${env:NAME} reference here, not the secret itself"}},
 		{"audience without assertion", withInject("assertion_audience: x"), []string{"services[0].inject.assertion_audience: assertion_audience without identity_assertion"}},
-		{"headers not supported yet", withInject("headers: { x-key: v }"), []string{"services[0].inject.headers: \"headers\" is part of the configuration contract but not supported"}},
 		{"client credentials valid", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:ZT_TEST_SUBJECT}\", scopes: [api://orders/.default], resource: \"urn:orders\" }"), nil},
 		{"client credentials inline secret", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: hunter2 }"), []string{"x.yaml:8:109: services[0].inject.client_credentials.client_secret: write a ${secret:PROVIDER/NAME} or ${env:NAME} reference here"}},
 		{"client credentials empty secret", withInject("client_credentials: { token_url: \"https://login.example/token\", client_id: gw, client_secret: \"${env:EMPTY}\" }"), []string{"client_credentials.client_secret: the reference resolved to an empty secret"}},
@@ -452,12 +451,12 @@ func TestSchemaCoversEverySupportedKey(t *testing.T) {
 	// Every key the decoder accepts appears in the reference, and no
 	// reserved (unsupported) key does.
 	ref := Reference()
-	for _, k := range []string{"`listen.address`", "`services[].routes[].allow.any_of`", "`services[].timeouts.overall`", "`identity.providers[].audiences`", "`identity.mtls.trust_bundle`", "`services[].routes[].allow.workloads`", "`services[].routes[].dlp.mask`", "`services[].routes[].dlp.custom[].regex`"} {
+	for _, k := range []string{"`listen.address`", "`services[].routes[].allow.any_of`", "`services[].timeouts.overall`", "`identity.providers[].audiences`", "`identity.mtls.trust_bundle`", "`services[].routes[].allow.workloads`", "`services[].inject.headers`", "`services[].routes[].inject.basic_auth.password`", "`secrets.max_stale`", "`secrets.providers[].credential`", "`services[].routes[].dlp.mask`", "`services[].routes[].dlp.custom[].regex`"} {
 		if !strings.Contains(ref, k) {
 			t.Errorf("reference lacks %s", k)
 		}
 	}
-	for _, k := range []string{"inject.headers", "api_keys"} {
+	for _, k := range []string{"api_keys"} {
 		if strings.Contains(ref, k) {
 			t.Errorf("reference documents unsupported key %s", k)
 		}
@@ -542,3 +541,136 @@ func TestSecurityDefaults(t *testing.T) {
 		t.Fatalf("found %d default rows in SECURITY.md, want the table", rows)
 	}
 }
+
+// withInject is base with secret providers and the given inject block on the
+// service (indented under it).
+func withSecretInject(providers, inject string) string {
+	s := strings.Replace(base, "    routes:\n", inject+"    routes:\n", 1)
+	return s + "secrets:\n  providers:\n" + providers
+}
+
+const testProviders = `    - { name: files, type: file, dir: /run/secrets }
+    - { name: env, type: env, prefix: ZT_ }
+    - { name: kv, type: azure_keyvault, vault_url: "https://orders-kv.vault.azure.net/" }
+`
+
+func TestLoadSecretsAndInject(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error, in order; nil: valid
+	}{
+		{"inject valid", withSecretInject(testProviders, `    inject:
+      headers: { x-functions-key: "${secret:kv/orders-function-key}", x-static: "v1-${env:ZT_TEST_SUBJECT}" }
+      query: { code: "${secret:kv/orders-function-key/0123456789abcdef0123456789abcdef}" }
+      basic_auth: { username: gw, password: "${secret:files/orders-password}" }
+`), nil},
+		{"design example: managed identity by default", base + "secrets:\n  providers:\n    - { name: kv, type: azure_keyvault, vault_url: \"https://myvault.vault.azure.net/\" }\n", nil},
+		{"unknown provider in a reference", withSecretInject(testProviders, "    inject:\n      headers: { x-functions-key: \"${secret:vault/key}\" }\n"), []string{"x.yaml:9:35: services[0].inject.headers.x-functions-key: ${secret:vault/key}: no secret provider named \"vault\""}},
+		{"version on a file provider", withSecretInject(testProviders, "    inject:\n      headers: { x-key: \"${secret:files/key/v1}\" }\n"), []string{"provider \"files\" (type file) has no versions"}},
+		{"bad vault version", withSecretInject(testProviders, "    inject:\n      headers: { x-key: \"${secret:kv/key/v1}\" }\n"), []string{"bad Key Vault secret version \"v1\""}},
+		{"bad vault secret name", withSecretInject(testProviders, "    inject:\n      headers: { x-key: \"${secret:kv/key_1}\" }\n"), []string{"bad Key Vault secret name \"key_1\""}},
+		{"file name with a path", withSecretInject(testProviders, "    inject:\n      headers: { x-key: \"${secret:files/..}\" }\n"), []string{"bad name \"..\" for a file provider"}},
+		{"bad reference in a template", withSecretInject(testProviders, "    inject:\n      headers: { x-key: \"${secret:kv}\" }\n"), []string{"services[0].inject.headers.x-key: bad reference ${secret:kv}"}},
+		{"unset env in a template", withSecretInject(testProviders, "    inject:\n      headers: { x-key: \"${env:NOPE}\" }\n"), []string{"environment variable NOPE referenced by ${env:NOPE} is not set"}},
+		{"reserved header", withSecretInject(testProviders, "    inject:\n      headers: { host: \"${secret:kv/h}\" }\n"), []string{"header Host cannot be injected"}},
+		{"forwarded header", withSecretInject(testProviders, "    inject:\n      headers: { x_forwarded_for: \"${secret:kv/h}\" }\n"), []string{"header X-Forwarded-For cannot be injected"}},
+		{"bad header name", withSecretInject(testProviders, "    inject:\n      headers: { \"x key\": \"${secret:kv/h}\" }\n"), []string{"bad header name \"x key\""}},
+		{"same header twice", withSecretInject(testProviders, "    inject:\n      headers: { x-key: \"${secret:kv/a}\", X_Key: \"${secret:kv/b}\" }\n"), []string{"is also set as"}},
+		{"same query parameter in two cases", withSecretInject(testProviders, "    inject:\n      query: { code: \"${secret:kv/a}\", CODE: \"${secret:kv/b}\" }\n"), []string{"names are replaced regardless of case"}},
+		{"inline basic password", withSecretInject(testProviders, "    inject:\n      basic_auth: { username: gw, password: hunter2 }\n"), []string{"basic_auth.password: write a ${secret:...} reference here"}},
+		{"colon in basic user", withSecretInject(testProviders, "    inject:\n      basic_auth: { username: \"a:b\", password: \"${secret:kv/p}\" }\n"), []string{"cannot contain ':'"}},
+		{"basic auth and an Authorization header", withSecretInject(testProviders, "    inject:\n      headers: { authorization: \"Bearer ${secret:kv/t}\" }\n      basic_auth: { username: gw, password: \"${secret:kv/p}\" }\n"), []string{"basic_auth and an injected Authorization header both set Authorization"}},
+		{"basic auth with forward_authorization", withSecretInject(testProviders, "    forward_authorization: true\n    inject:\n      basic_auth: { username: gw, password: \"${secret:kv/p}\" }\n"), []string{"forward_authorization asks to forward"}},
+		{"route inject", withSecretInject(testProviders, "") + "", nil},
+		{"route inject unknown provider", strings.Replace(withSecretInject(testProviders, ""), "        allow: { roles: [Orders.Read] }\n", "        allow: { roles: [Orders.Read] }\n        inject: { headers: { x-key: \"${secret:nope/k}\" } }\n", 1), []string{"services[0].routes[0].inject.headers.x-key: ${secret:nope/k}: no secret provider"}},
+		{"ttl too short", withSecretInject(testProviders, "") + "  ttl: 100ms\n", []string{"secrets.ttl: must be between 1s and 24h"}},
+		{"max_stale under twice ttl", withSecretInject(testProviders, "") + "  ttl: 10m\n  max_stale: 15m\n", []string{"secrets.max_stale: must be at least twice ttl"}},
+		{"provider ttl", withSecretInject("    - { name: files, type: file, dir: /x, ttl: 1h }\n", ""), []string{"secrets.providers[0].max_stale: must be at least twice ttl (1h0m0s)"}},
+		{"http vault", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"http://orders.vault.azure.net/\" }\n", ""), []string{"secrets.providers[0].vault_url: bad vault URL"}},
+		{"vault outside Key Vault domains", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://vault.example.com/\" }\n", ""), []string{"the host must be in a Key Vault domain"}},
+		{"vault with a path", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders.vault.azure.net/secrets\" }\n", ""), []string{"bad vault URL"}},
+		{"bad vault name", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://o.vault.azure.net\" }\n", ""), []string{"bad vault name \"o\""}},
+		{"loopback vault for tests", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://127.0.0.1:8443/\" }\n", ""), nil},
+		{"vault without url", withSecretInject("    - { name: kv, type: azure_keyvault }\n", ""), []string{"missing required key \"vault_url\""}},
+		{"dir on a vault", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders.vault.azure.net\", dir: /x }\n", ""), []string{"secrets.providers[0].dir: dir is only for type file"}},
+		{"vault_url on a file provider", withSecretInject("    - { name: f, type: file, dir: /x, vault_url: \"https://orders.vault.azure.net\" }\n", ""), []string{"vault_url is only for type azure_keyvault"}},
+		{"client secret valid", withSecretInject(testProviders+"    - { name: kv2, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", credential: client_secret, tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, client_id: 6f1d4c9e-0000-0000-0000-000000000000, client_secret: \"${secret:files/sp-secret}\" }\n", ""), nil},
+		{"client secret from env", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", credential: client_secret, tenant: contoso.onmicrosoft.com, client_id: 6f1d4c9e-0000-0000-0000-000000000000, client_secret: \"${env:ZT_TEST_SUBJECT}\" }\n", ""), nil},
+		{"client secret inline", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", credential: client_secret, tenant: contoso.onmicrosoft.com, client_id: 6f1d4c9e-0000-0000-0000-000000000000, client_secret: hunter2 }\n", ""), []string{"client_secret: write a ${secret:...} or ${env:...} reference here"}},
+		{"client secret from a vault", withSecretInject(testProviders+"    - { name: kv2, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", credential: client_secret, tenant: contoso.onmicrosoft.com, client_id: 6f1d4c9e-0000-0000-0000-000000000000, client_secret: \"${secret:kv/sp}\" }\n", ""), []string{"a vault's credentials cannot come from a vault"}},
+		{"client secret missing tenant", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", credential: client_secret, client_id: 6f1d4c9e-0000-0000-0000-000000000000, client_secret: \"${env:ZT_TEST_SUBJECT}\" }\n", ""), []string{"missing \"tenant\" for credential client_secret"}},
+		{"certificate without file", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", credential: client_certificate, tenant: contoso.onmicrosoft.com, client_id: 6f1d4c9e-0000-0000-0000-000000000000 }\n", ""), []string{"missing \"certificate_file\""}},
+		{"managed identity with a tenant", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", tenant: contoso.onmicrosoft.com }\n", ""), []string{"tenant is not used by credential managed_identity"}},
+		{"bad credential", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", credential: cli }\n", ""), []string{"\"cli\" is not one of"}},
+		{"bad client id", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", client_id: me }\n", ""), []string{"bad client_id \"me\""}},
+		{"http authority", withSecretInject("    - { name: kv, type: azure_keyvault, vault_url: \"https://orders2.vault.azure.net\", credential: workload_identity, authority_host: \"http://127.0.0.1:1\" }\n", ""), []string{"bad authority_host"}},
+		{"client certificate from a secret", strings.Replace(withSecretInject(testProviders, "    upstream_tls: { client_certificate: \"${secret:kv/gw-client}\" }\n"), "http://127.0.0.1:8080", "https://127.0.0.1:8443", 1), nil},
+		{"client certificate and cert_file", strings.Replace(withSecretInject(testProviders, "    upstream_tls: { client_certificate: \"${secret:kv/gw-client}\", cert_file: a, key_file: b }\n"), "http://127.0.0.1:8080", "https://127.0.0.1:8443", 1), []string{"client_certificate replaces cert_file and key_file"}},
+		{"client certificate written inline", strings.Replace(withSecretInject(testProviders, "    upstream_tls: { client_certificate: \"-----BEGIN ${secret:kv/gw-client}\" }\n"), "http://127.0.0.1:8080", "https://127.0.0.1:8443", 1), []string{"want one ${secret:...} reference and nothing else"}},
+		{"client certificate unknown provider", strings.Replace(withSecretInject(testProviders, "    upstream_tls: { client_certificate: \"${secret:vault/c}\" }\n"), "http://127.0.0.1:8080", "https://127.0.0.1:8443", 1), []string{"services[0].upstream_tls.client_certificate: ${secret:vault/c}: no secret provider"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(tt.yaml), testOptions())
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("got error %v, want none", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("got no error, want %q", tt.want)
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				i := strings.Index(msg, w)
+				if i < 0 {
+					t.Fatalf("got error:\n%s\nwant it to contain %q", msg, w)
+				}
+				msg = msg[i+len(w):]
+			}
+		})
+	}
+}
+
+// TestInjectReferencesStayReferences: references in injected values are kept
+// for resolution per request, not read at load; ${env:...} is read at load
+// and never printed.
+func TestInjectReferencesStayReferences(t *testing.T) {
+	y := withSecretInject(testProviders, `    inject:
+      headers: { x-functions-key: "${secret:kv/orders-function-key}", x-mixed: "k=${env:ZT_TEST_SUBJECT};v=${secret:kv/a/0123456789abcdef0123456789abcdef};$${literal}" }
+`)
+	opts := testOptions()
+	opts.Secrets = func([]SecretProvider) (SecretResolver, error) {
+		return resolverFunc(func(p, n string) (string, error) {
+			t.Errorf("resolver called for %s/%s at load; want the reference kept", p, n)
+			return "", errors.New("no")
+		}), nil
+	}
+	c, err := Parse("x.yaml", []byte(y), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Services[0].Inject.Headers
+	got := h["x-mixed"].Parts()
+	want := []TemplatePart{{Literal: "k=bob;v="}, {Ref: &SecretRef{Provider: "kv", Name: "a", Version: "0123456789abcdef0123456789abcdef"}}, {Literal: ";${literal}"}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("parts (-want +got):\n%s", d)
+	}
+	if got, want := h["x-functions-key"].Refs(), []SecretRef{{Provider: "kv", Name: "orders-function-key"}}; !cmp.Equal(got, want) {
+		t.Errorf("refs: got %v, want %v", got, want)
+	}
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		if s := fmt.Sprintf(format, *c.Services[0].Inject); strings.Contains(s, "bob") {
+			t.Errorf("Sprintf(%q) of an inject block shows the value of an ${env:...} reference: %s", format, s)
+		}
+	}
+	if b, _ := json.Marshal(c.Services[0].Inject); strings.Contains(string(b), "bob") || !strings.Contains(string(b), "${env:ZT_TEST_SUBJECT}") {
+		t.Errorf("JSON of an inject block: got %s, want the references as written", b)
+	}
+}
+
+type resolverFunc func(provider, name string) (string, error)
+
+func (f resolverFunc) Resolve(provider, name string) (string, error) { return f(provider, name) }

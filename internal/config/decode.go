@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -60,10 +61,11 @@ func (es Errors) Unwrap() []error {
 // decoder walks a YAML node tree into Go values strictly, collecting every
 // error with its position and key path rather than stopping at the first.
 type decoder struct {
-	file   string
-	errs   Errors
-	pos    map[string]Pos
-	interp func(s string) (string, error) // resolves ${...} references; nil: none
+	file      string
+	errs      Errors
+	pos       map[string]Pos
+	interp    func(s string) (string, error) // resolves ${...} references; nil: none
+	lookupEnv func(string) (string, bool)    // for templates; nil: os.LookupEnv
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
@@ -74,7 +76,10 @@ func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
 	d.errs = append(d.errs, e)
 }
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType = reflect.TypeFor[Duration]()
+	templateType = reflect.TypeFor[Template]()
+)
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
@@ -87,6 +92,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 	if v.Type() == durationType {
 		d.decodeDuration(n, v, path)
+		return
+	}
+	if v.Type() == templateType {
+		d.decodeTemplate(n, v, path)
 		return
 	}
 	switch v.Kind() {
@@ -192,6 +201,25 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	default:
 		panic(fmt.Sprintf("config: no decoder for %s", v.Type()))
 	}
+}
+
+// decodeTemplate parses a string whose ${secret:...} references are kept
+// for resolution at use; ${env:...} references are resolved now.
+func (d *decoder) decodeTemplate(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
+		d.errorf(n, path, "expected a string, got %s (quote it if it is meant as text)", describe(n))
+		return
+	}
+	lookup := d.lookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	t, err := ParseTemplate(n.Value, lookup)
+	if err != nil {
+		d.errorf(n, path, "%v", err)
+		return
+	}
+	v.Set(reflect.ValueOf(t))
 }
 
 func (d *decoder) decodeDuration(n *yaml.Node, v reflect.Value, path string) {
@@ -367,7 +395,7 @@ func structInfoOf(t reflect.Type) *structInfo {
 func applyDefaults(v reflect.Value) {
 	for _, f := range structInfoOf(v.Type()).fields {
 		fv := v.Field(f.index)
-		if fv.Kind() == reflect.Struct && fv.Type() != durationType {
+		if fv.Kind() == reflect.Struct && fv.Type() != durationType && fv.Type() != templateType {
 			applyDefaults(fv)
 			continue
 		}

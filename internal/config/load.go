@@ -77,7 +77,7 @@ func decodeFile(name string, data []byte, opts Options) (*Config, error) {
 	var resolver SecretResolver
 	var resolverErr error
 	if sn := mappingValue(root, "secrets"); sn != nil && opts.Secrets != nil {
-		pre := &decoder{file: name, pos: map[string]Pos{}, interp: envOnly(opts.LookupEnv)}
+		pre := &decoder{file: name, pos: map[string]Pos{}, interp: envOnly(opts.LookupEnv), lookupEnv: opts.LookupEnv}
 		var s Secrets
 		pre.decode(sn, reflect.ValueOf(&s).Elem(), "secrets")
 		if len(pre.errs) == 0 {
@@ -85,7 +85,7 @@ func decodeFile(name string, data []byte, opts Options) (*Config, error) {
 		}
 	}
 
-	d := &decoder{file: name, pos: map[string]Pos{}}
+	d := &decoder{file: name, pos: map[string]Pos{}, lookupEnv: opts.LookupEnv}
 	d.interp = func(s string) (string, error) {
 		return interpolate(s, opts.LookupEnv, func(provider, secret string) (string, error) {
 			if resolverErr != nil {

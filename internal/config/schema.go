@@ -30,6 +30,9 @@ type schemaGen struct {
 }
 
 func (g *schemaGen) typeSchema(t reflect.Type) map[string]any {
+	if t == templateType {
+		return map[string]any{"type": "string"}
+	}
 	if t == durationType {
 		return map[string]any{"type": "string", "pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$|^[0-9]+d$`}
 	}
@@ -141,7 +144,7 @@ func Reference() string {
 				}
 				ft = ft.Elem()
 			}
-			if ft.Kind() == reflect.Struct && ft != durationType {
+			if ft.Kind() == reflect.Struct && ft != durationType && ft != templateType {
 				if seen[ft] {
 					continue // recursive rules: documented once
 				}
@@ -165,6 +168,9 @@ func code(s string) string {
 func typeName(t reflect.Type) string {
 	if t == durationType {
 		return "duration"
+	}
+	if t == templateType {
+		return "string"
 	}
 	switch t.Kind() {
 	case reflect.Pointer:

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ztgate/ztgate/internal/dlp"
 	"github.com/ztgate/ztgate/internal/route"
 )
 
@@ -324,28 +323,6 @@ func isLoopback(host string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-func (v *validator) secrets() {
-	seen := map[string]bool{}
-	for i, p := range v.c.Secrets.Providers {
-		path := fmt.Sprintf("secrets.providers[%d]", i)
-		if !nameRE.MatchString(p.Name) {
-			v.errorf(path+".name", "bad name %q", p.Name)
-		}
-		if seen[p.Name] {
-			v.errorf(path+".name", "duplicate secret provider name %q", p.Name)
-		}
-		seen[p.Name] = true
-		switch p.Type {
-		case "file":
-			if p.Dir == "" {
-				v.errorf(path, "missing required key \"dir\" for type file")
-			}
-		case "azure_keyvault":
-			v.errorf(path+".type", "type azure_keyvault is not supported by this version of ztgate yet")
-		}
-	}
-}
-
 func (v *validator) services() {
 	if len(v.c.Services) == 0 {
 		v.errorf("services", "no services: every request would be denied; declare at least one")
@@ -390,8 +367,9 @@ func (v *validator) services() {
 		}
 		v.rateLimit(path+".rate_limit", s.RateLimit)
 		v.quota(path+".quota", s.Quota)
+		v.inject(path+".inject", s.Inject, nil, &s)
 		if s.Inject != nil {
-			v.inject(path+".inject", s)
+			v.injectTokens(path+".inject", s)
 		}
 		if c := s.CORS; c != nil {
 			for j, o := range c.AllowedOrigins {
@@ -447,6 +425,17 @@ func (v *validator) services() {
 			v.rateLimit(rp+".rate_limit", r.RateLimit)
 			v.quota(rp+".quota", r.Quota)
 			v.dlp(rp+".dlp", r.DLP)
+			v.inject(rp+".inject", r.Inject, s.Inject, &s)
+			if in := r.Inject; in != nil {
+				// Routes refine the service's secrets; tokens and
+				// assertions are the service's.
+				for key, set := range map[string]bool{"identity_assertion": in.IdentityAssertion, "assertion_audience": in.AssertionAudience != "",
+					"client_credentials": in.ClientCredentials != nil, "managed_identity": in.ManagedIdentity != nil, "token_exchange": in.TokenExchange != nil} {
+					if set {
+						v.errorf(rp+".inject."+key, "%s is set per service, not per route", key)
+					}
+				}
+			}
 			if g := r.Guard; g != nil {
 				if g.MaxBodyBytes < 0 {
 					v.errorf(rp+".guard.max_body_bytes", "must not be negative")
@@ -535,7 +524,9 @@ func (v *validator) assertion() {
 	}
 }
 
-func (v *validator) inject(path string, s Service) {
+// injectTokens checks a service's identity assertion and minted upstream
+// token settings.
+func (v *validator) injectTokens(path string, s Service) {
 	in := s.Inject
 	if in.IdentityAssertion && v.c.Assertion == nil {
 		v.errorf(path+".identity_assertion", "identity assertions need the top-level assertion section (at least assertion.issuer, the iss upstreams check)")
@@ -555,6 +546,14 @@ func (v *validator) inject(path string, s Service) {
 	}
 	if len(tokens) > 1 {
 		v.errorf(path+"."+tokens[1], "%s each set the upstream's Authorization header; choose one", strings.Join(tokens, " and "))
+	}
+	if len(tokens) > 0 && in.BasicAuth != nil {
+		v.errorf(path+".basic_auth", "basic_auth and %s each set the upstream's Authorization header; choose one", tokens[0])
+	}
+	for name := range in.Headers {
+		if len(tokens) > 0 && strings.EqualFold(strings.ReplaceAll(name, "_", "-"), "Authorization") {
+			v.errorf(path+".headers."+name, "an injected Authorization header and %s both set Authorization; choose one", tokens[0])
+		}
 	}
 	if len(tokens) > 0 && s.ForwardAuthorization {
 		v.errorf(path, "an injected upstream token replaces the caller's Authorization header; remove forward_authorization")
@@ -628,6 +627,18 @@ func (v *validator) upstream(path string, s Service) {
 		}
 		if (t.CertFile == "") != (t.KeyFile == "") {
 			v.errorf(path+".upstream_tls", "cert_file and key_file go together")
+		}
+		if cc := t.ClientCertificate; !cc.IsZero() {
+			cp := path + ".upstream_tls.client_certificate"
+			parts := cc.Parts()
+			switch {
+			case t.CertFile != "" || t.KeyFile != "":
+				v.errorf(cp, "client_certificate replaces cert_file and key_file; choose one")
+			case len(parts) != 1 || parts[0].Ref == nil:
+				v.errorf(cp, "want one ${secret:...} reference and nothing else")
+			default:
+				v.secretRef(cp, *parts[0].Ref)
+			}
 		}
 	}
 }
@@ -825,69 +836,6 @@ func redactDSN(dsn string) string {
 		return "(a connection string holding a password)"
 	}
 	return dsn
-}
-
-func (v *validator) dlp(path string, d *DLP) {
-	if d == nil {
-		return
-	}
-	if len(d.Mask) == 0 && len(d.Block) == 0 && len(d.JSONPaths) == 0 {
-		v.errorf(path, "nothing to do: list detectors under mask or block, or values under json_paths")
-	}
-	custom := map[string]bool{}
-	for i, c := range d.Custom {
-		cp := fmt.Sprintf("%s.custom[%d]", path, i)
-		switch err := dlp.CheckName(c.Name); {
-		case err != nil:
-			v.errorf(cp+".name", "%v", err)
-		case slices.Contains(dlp.Builtins(), c.Name):
-			v.errorf(cp+".name", "%q is a built-in detector; give the custom one another name", c.Name)
-		case custom[c.Name]:
-			v.errorf(cp+".name", "duplicate custom detector %q", c.Name)
-		}
-		custom[c.Name] = true
-		if err := dlp.CheckRegex(c.Regex); err != nil {
-			v.errorf(cp+".regex", "%v", err)
-		}
-	}
-	used := map[string]string{}
-	for _, l := range []struct {
-		key   string
-		names []string
-	}{{"mask", d.Mask}, {"block", d.Block}} {
-		for i, n := range l.names {
-			np := fmt.Sprintf("%s.%s[%d]", path, l.key, i)
-			if !slices.Contains(dlp.Builtins(), n) && !custom[n] {
-				known := dlp.Builtins()
-				for _, c := range d.Custom {
-					known = append(known, c.Name)
-				}
-				v.errorf(np, "unknown detector %q (known: %s)", n, strings.Join(known, ", "))
-				continue
-			}
-			if other, dup := used[n]; dup {
-				v.errorf(np, "detector %q is already listed under %s", n, other)
-				continue
-			}
-			used[n] = l.key
-		}
-	}
-	for i, c := range d.Custom {
-		if _, ok := used[c.Name]; !ok && custom[c.Name] {
-			v.errorf(fmt.Sprintf("%s.custom[%d].name", path, i), "custom detector %q is in neither mask nor block", c.Name)
-		}
-	}
-	for i, p := range d.JSONPaths {
-		if _, err := dlp.ParsePath(p); err != nil {
-			v.errorf(fmt.Sprintf("%s.json_paths[%d]", path, i), "%v", err)
-		}
-	}
-	if d.CardLast4 && used[dlp.CreditCard] != "mask" {
-		v.errorf(path+".card_last4", "card_last4 needs credit_card under mask")
-	}
-	if d.MaxBytes < 1024 || d.MaxBytes > 64<<20 {
-		v.errorf(path+".max_bytes", "must be between 1024 and 67108864 (64 MiB), got %d", d.MaxBytes)
-	}
 }
 
 // exporterKeys lists the keys that only some exporter types take.

@@ -38,7 +38,8 @@ var forbidden = []struct {
 	},
 	{pkg: "internal/authn", deny: []string{"internal/gateway"}, why: "gateway calls authn, never the reverse"},
 	{pkg: "internal/config", deny: []string{"internal/gateway"}, why: "gateway is built from config, never the reverse"},
-	{pkg: "internal/secrets", deny: []string{"internal/gateway"}, why: "gateway calls secrets, never the reverse"},
+	{pkg: "internal/secrets", deny: []string{"internal/gateway", "internal/inject"}, why: "gateway and inject call secrets, never the reverse"},
+	{pkg: "internal/inject", deny: []string{"internal/gateway"}, why: "gateway calls inject, never the reverse"},
 	{pkg: "internal/audit", deny: []string{"internal/gateway"}, why: "gateway writes audit events, never the reverse"},
 	{
 		pkg:  "internal/dlp",

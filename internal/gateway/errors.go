@@ -3,6 +3,8 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/ztgate/ztgate/internal/inject"
 )
 
 // httpError is what a client is told about a refused or failed request.
@@ -60,4 +62,7 @@ const (
 	ReasonUpstreamUnavailable = "upstream_unavailable"
 	ReasonUpstreamTimeout     = "upstream_timeout"
 	ReasonInternal            = "internal_error"
+	// ReasonSecretUnavailable: a credential the upstream request must carry
+	// cannot be served (503); the upstream sees nothing.
+	ReasonSecretUnavailable = inject.ReasonSecretUnavailable
 )

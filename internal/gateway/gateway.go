@@ -34,6 +34,7 @@ import (
 	"github.com/ztgate/ztgate/internal/limits"
 	"github.com/ztgate/ztgate/internal/policy"
 	"github.com/ztgate/ztgate/internal/route"
+	"github.com/ztgate/ztgate/internal/secrets"
 )
 
 // Runtime is one immutable, fully built configuration. A reload builds a new
@@ -49,6 +50,8 @@ type Runtime struct {
 	quotas    limits.QuotaStore
 	detect    *detect.State
 	inject    *inject.Set
+	secrets   *secrets.Cache
+	tracked   []*secrets.Entry // secrets the runtime's injections read
 }
 
 type entry struct {
@@ -63,11 +66,13 @@ type entry struct {
 	// requireCert: the request needs a verified client certificate even
 	// when a bearer token is the caller (require_client_cert).
 	requireCert bool
-	inject      *inject.Service // nil: nothing injected
+	inject      *inject.Service // minted tokens, assertions; nil: none
+	secrets     *inject.Secrets // headers, query, basic auth from secrets; nil: none
 	dlp         *routeDLP
 }
 
-// State is what outlives runtimes, so a reload keeps the counts.
+// State is what outlives runtimes, so a reload keeps the counts and the
+// secrets stay warm.
 type State struct {
 	Limits limits.Store
 	Quotas limits.QuotaStore
@@ -77,11 +82,14 @@ type State struct {
 	// Inject keeps the published assertion keys and the upstream token
 	// caches; nil: a manager of the runtime's own.
 	Inject *inject.Manager
+	// Secrets caches the secrets injected credentials read; needed only
+	// by configurations that inject them.
+	Secrets *secrets.Cache
 }
 
 // Build compiles cfg into a Runtime. It does no network I/O.
 func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slog.Logger) (*Runtime, error) {
-	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas, detect: state.Detect}
+	rt := &Runtime{cfg: cfg, authn: an, limits: state.Limits, quotas: state.Quotas, detect: state.Detect, secrets: state.Secrets}
 	if state.Inject == nil {
 		state.Inject = inject.NewManager(logger)
 	}
@@ -90,6 +98,7 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 		return nil, err
 	}
 	rt.inject = set
+	track := rt.secretTracker(cfg)
 	if path := cfg.Policy.GeoIPDatabase; path != "" {
 		db, err := geo.Open(path)
 		if err != nil {
@@ -100,7 +109,7 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 	policies := make([][]*entry, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
-		up, err := newUpstream(s, set.Header(), logger)
+		up, err := newUpstream(s, set.Header(), logger, track)
 		if err != nil {
 			rt.Close()
 			return nil, err
@@ -114,6 +123,10 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 				return nil, err
 			}
 			e := &entry{service: s.Name, route: r.Name, up: up, policy: p, cors: newCORS(s.CORS), requireCert: s.RequireClientCert || r.RequireClientCert, inject: set.Service(s.Name)}
+			if e.secrets, err = inject.Compile(s.Inject, r.Inject, track, nil); err != nil {
+				rt.Close()
+				return nil, fmt.Errorf("service %s route %s: %w", s.Name, r.Name, err)
+			}
 			for _, q := range []*quota{compileQuota("qs:"+s.Name, s.Quota), compileQuota("qr:"+s.Name+"/"+r.Name, r.Quota)} {
 				if q != nil {
 					e.quotas = append(e.quotas, q)
@@ -158,13 +171,46 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 	return rt, nil
 }
 
-// Close releases the runtime's idle upstream connections and its GeoIP
-// database. Requests still in flight on it must have finished.
+// secretTracker returns how injections get their cache entries; the
+// configuration's secret providers are opened (no network I/O) on first use.
+func (rt *Runtime) secretTracker(cfg *config.Config) inject.Tracker {
+	var sources map[string]*secrets.Source
+	return func(ref config.SecretRef) (*secrets.Entry, error) {
+		if rt.secrets == nil {
+			return nil, fmt.Errorf("${secret:%s}: no secret cache", ref)
+		}
+		if sources == nil {
+			var err error
+			if sources, err = secrets.Open(cfg.Secrets, secrets.Options{}); err != nil {
+				return nil, err
+			}
+		}
+		src, ok := sources[ref.Provider]
+		if !ok {
+			return nil, fmt.Errorf("${secret:%s}: no secret provider named %q", ref, ref.Provider)
+		}
+		e := rt.secrets.Track(src, ref)
+		rt.tracked = append(rt.tracked, e)
+		return e, nil
+	}
+}
+
+// SecretEntries are the cached secrets the runtime's injections read (to
+// wait for their first read before serving).
+func (rt *Runtime) SecretEntries() []*secrets.Entry { return rt.tracked }
+
+// Close releases the runtime's idle upstream connections, its GeoIP
+// database and its secrets. Requests still in flight on it must have
+// finished.
 func (rt *Runtime) Close() {
 	for _, u := range rt.upstreams {
 		u.transport.CloseIdleConnections()
 	}
 	_ = rt.geo.Close()
+	for _, e := range rt.tracked {
+		rt.secrets.Release(e)
+	}
+	rt.tracked = nil
 }
 
 // Authenticator returns the runtime's token verification.
@@ -211,6 +257,7 @@ type reqState struct {
 	creds           inject.Credentials // set on the upstream request
 	audited         bool
 	commit          func(status int, reason string) error // audit before answering
+	inject          *inject.Values                        // credentials for the upstream request
 	ev              *event
 	dlp             *dlpState // nil: the route has no DLP
 }
@@ -529,6 +576,20 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		// The store is failing: this request's event would not be durable,
 		// and the upstream must not act on a request with no record.
 		return auditError(errors.New("the audit store is failing; refused before the upstream"))
+	}
+	// Credentials from the secret cache (no I/O); a secret that cannot be
+	// served refuses the request before anything reaches the upstream.
+	vals, fail := e.secrets.Resolve()
+	if fail != nil {
+		ev.decision = "error"
+		return &httpError{Code: fail.Status, Reason: fail.Reason, Public: fail.Public, Err: fail.Err}
+	}
+	st.inject = vals
+	if c := e.up.cert; c != nil {
+		if _, err := c.current(); err != nil {
+			ev.decision = "error"
+			return &httpError{Code: http.StatusServiceUnavailable, Reason: ReasonSecretUnavailable, Public: "a credential this service needs is unavailable", Err: err}
+		}
 	}
 	if e.inject != nil {
 		call := inject.Call{Identity: id, Route: e.route, RequestID: st.requestID, Now: start}

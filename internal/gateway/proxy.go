@@ -14,10 +14,12 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/inject"
+	"github.com/ztgate/ztgate/internal/secrets"
 )
 
 // upstream is one service's connection to its backend.
@@ -30,12 +32,45 @@ type upstream struct {
 	overall   time.Duration
 	maxBody   int64
 	fwdAuthz  bool
+	cert      *clientCert // from a secret; nil: none, or cert_file
 	// assertHeader is the identity assertion header: a client's copies
 	// are removed on every service, asserting or not.
 	assertHeader string
 }
 
-func newUpstream(s *config.Service, assertHeader string, logger *slog.Logger) (*upstream, error) {
+// clientCert is the gateway's client certificate for an upstream, read
+// from the secret cache and parsed once per read.
+type clientCert struct {
+	e        *secrets.Entry
+	cur      atomic.Pointer[parsedCert]
+	onRotate func() // drops idle connections made with the old certificate
+}
+
+type parsedCert struct {
+	v    secrets.Value
+	cert *tls.Certificate
+}
+
+// current returns the certificate to present, or why there is none.
+func (c *clientCert) current() (*tls.Certificate, error) {
+	sec, err := c.e.Secret()
+	if err != nil {
+		return nil, err
+	}
+	if p := c.cur.Load(); p != nil && p.v.Same(sec.Value) {
+		return p.cert, nil
+	}
+	cert, err := secrets.Certificate(sec)
+	if err != nil {
+		return nil, fmt.Errorf("upstream_tls.client_certificate %s: %w", c.e.Ref(), err)
+	}
+	if old := c.cur.Swap(&parsedCert{v: sec.Value, cert: cert}); old != nil && !old.v.Equal(sec.Value) && c.onRotate != nil {
+		c.onRotate()
+	}
+	return cert, nil
+}
+
+func newUpstream(s *config.Service, assertHeader string, logger *slog.Logger, track inject.Tracker) (*upstream, error) {
 	target, err := url.Parse(s.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("service %s: upstream: %w", s.Name, err)
@@ -62,6 +97,21 @@ func newUpstream(s *config.Service, assertHeader string, logger *slog.Logger) (*
 		}
 		tlsConf.ServerName = t.ServerName
 	}
+	var cc *clientCert
+	if t := s.UpstreamTLS; t != nil && !t.ClientCertificate.IsZero() {
+		refs := t.ClientCertificate.Refs()
+		if len(refs) != 1 {
+			return nil, fmt.Errorf("service %s: upstream_tls.client_certificate: want one ${secret:...} reference", s.Name)
+		}
+		e, err := track(refs[0])
+		if err != nil {
+			return nil, fmt.Errorf("service %s: upstream_tls.client_certificate: %w", s.Name, err)
+		}
+		cc = &clientCert{e: e}
+		tlsConf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return cc.current()
+		}
+	}
 	dialer := &net.Dialer{Timeout: s.Timeouts.Dial.D(), KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		// Proxy is nil on purpose: a service reaches its upstream directly,
@@ -78,15 +128,18 @@ func newUpstream(s *config.Service, assertHeader string, logger *slog.Logger) (*
 		ForceAttemptHTTP2:      target.Scheme == "https",
 	}
 	u := &upstream{
-		service:   s.Name,
-		target:    target,
-		basePath:  strings.TrimSuffix(target.EscapedPath(), "/"),
-		transport: tr,
-		overall:   s.Timeouts.Overall.D(),
-		maxBody:   s.MaxBodyBytes,
-		fwdAuthz:  s.ForwardAuthorization,
-
+		service:      s.Name,
+		target:       target,
+		basePath:     strings.TrimSuffix(target.EscapedPath(), "/"),
+		transport:    tr,
+		overall:      s.Timeouts.Overall.D(),
+		maxBody:      s.MaxBodyBytes,
+		fwdAuthz:     s.ForwardAuthorization,
+		cert:         cc,
 		assertHeader: assertHeader,
+	}
+	if cc != nil {
+		cc.onRotate = tr.CloseIdleConnections
 	}
 	cors := s.CORS != nil
 	u.proxy = &httputil.ReverseProxy{
@@ -166,6 +219,8 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 		out.Header.Set(headerClientRequestID, st.clientRequestID)
 	}
 	st.creds.Apply(out.Header)
+	// Injected credentials last: they replace any client copy.
+	st.inject.Apply(out.Header, out.URL)
 }
 
 func (u *upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {

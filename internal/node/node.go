@@ -100,6 +100,7 @@ type Node struct {
 	alerts     *alert.Raiser
 	store      *store.DB
 	groups     *msgraph.Metrics // group overage lookups, shared by every provider
+	secrets    *secrets.Cache
 }
 
 type verifier struct {
@@ -166,9 +167,17 @@ func Run(ctx context.Context, path string, opts Options) error {
 	defer stopVerifiers()
 	go n.state.Detect.Run(runCtx, cfg.Detection.Sync.D())
 	n.detection = newDetection(cfg, n.state.Detect, alertStore, nodeName, n.logger, n.reg)
+	n.secrets = newSecretCache(n.logger, n.reg, n.alerts)
+	n.state.Secrets = n.secrets
+	go n.secrets.Run(runCtx)
 	rt, err := n.build(runCtx, cfg)
 	if err != nil {
 		return err
+	}
+	if err := n.waitSecrets(rt); err != nil {
+		// Like identity keys: the node starts, is not ready, and the routes
+		// that inject these secrets refuse requests until they are read.
+		n.logger.Error("secrets not read at start; the routes that inject them answer 503 secret_unavailable until they are", "error", err)
 	}
 	var onWritten func([]audit.Record)
 	if n.detection != nil {
@@ -446,6 +455,14 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	if err == nil {
 		rt, err = n.build(ctx, cfg)
 	}
+	if err == nil {
+		// A reload that adds a secret it cannot read keeps the old
+		// configuration, whose secrets are serving.
+		if err = n.waitSecrets(rt); err != nil {
+			rt.Close()
+			err = fmt.Errorf("secrets: %w", err)
+		}
+	}
 	now := time.Now()
 	if err != nil {
 		n.fileSum = sum // do not retry the same broken files every tick
@@ -463,6 +480,33 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	n.logger.Info("configuration reloaded", "config", n.path, "config_hash", cfg.Hash)
 	// Requests in flight keep their runtime; idle connections go.
 	time.AfterFunc(time.Minute, old.Close)
+}
+
+// waitSecrets waits (a bounded time) for the first read of the secrets rt
+// injects.
+func (n *Node) waitSecrets(rt *gateway.Runtime) error {
+	entries := rt.SecretEntries()
+	if len(entries) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return n.secrets.Wait(ctx, entries)
+}
+
+// newSecretCache makes the node's secret cache with its metrics.
+func newSecretCache(logger *slog.Logger, reg prometheus.Registerer, alerts *alert.Raiser) *secrets.Cache {
+	c := secrets.NewCache(logger)
+	reads := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{Name: "ztgate_secret_reads_total", Help: "Background reads of injected secrets, by provider and result (ok, error)."}, []string{"provider", "result"})
+	c.OnRefresh = func(provider string, err error) {
+		if err != nil {
+			reads.WithLabelValues(provider, "error").Inc()
+			alerts.Raise("medium", "secret_refresh_failing", "a secret provider cannot be read; cached values serve until max_stale")
+			return
+		}
+		reads.WithLabelValues(provider, "ok").Inc()
+	}
+	return c
 }
 
 func (n *Node) explain(ctx context.Context, req explain.Request) (*explain.Result, error) {
@@ -514,6 +558,12 @@ func (n *Node) status() admin.Readiness {
 			r.Problems = append(r.Problems, fmt.Sprintf("identity provider %s: keys not loaded", p.Name))
 		}
 		r.Providers = append(r.Providers, ps)
+	}
+	if n.secrets != nil {
+		if ps := n.secrets.Problems(); len(ps) > 0 {
+			r.Ready = false
+			r.Problems = append(r.Problems, ps...)
+		}
 	}
 	if n.lastReload != nil && !n.lastReload.OK {
 		r.Problems = append(r.Problems, "last reload failed; the previous configuration is serving: "+n.lastReload.Error)
