@@ -19,7 +19,7 @@ import (
 // changed it). It never holds a raw token or key.
 type Event struct {
 	Time          time.Time `json:"time"`
-	EventType     string    `json:"event_type"` // ApiRequest | Admin
+	EventType     string    `json:"event_type"` // ApiRequest | Admin | Alert | DlpResult
 	RequestID     string    `json:"request_id"`
 	Result        string    `json:"result"`         // Success | Failure
 	ResultDetails string    `json:"result_details"` // the reason code
@@ -51,8 +51,17 @@ type Event struct {
 	Status        int       `json:"status"`
 	RequestBytes  int64     `json:"request_bytes"`
 	DurationMS    float64   `json:"duration_ms"` // until the response headers
-	Node          string    `json:"node"`
-	Object        string    `json:"object,omitempty"` // Admin: what changed, e.g. api_key/<id>
+	// DLP counts the matches of each DLP detector in the response, by
+	// detector name; never the values. On an ApiRequest event they are the
+	// counts of a response held before it started; a response streamed
+	// past the gateway has its counts in a DlpResult event after it.
+	DLP map[string]int `json:"dlp,omitempty"`
+	// DLPOverLimit: the response was longer than the route's dlp.max_bytes.
+	DLPOverLimit bool `json:"dlp_over_limit,omitempty"`
+	// DLPUnscannedBytes is how much of it passed unscanned (DlpResult).
+	DLPUnscannedBytes int64  `json:"dlp_unscanned_bytes,omitempty"`
+	Node              string `json:"node"`
+	Object            string `json:"object,omitempty"` // Admin: what changed, e.g. api_key/<id>
 }
 
 // Record is an event in its node's chain.

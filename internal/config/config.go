@@ -435,7 +435,7 @@ type Route struct {
 	Guard     *Guard     `yaml:"guard" doc:"Checks on the request before it reaches the upstream; a failure is 400, 413 or 415 with the failed check as reason."`
 	Quota     *Quota     `yaml:"quota" doc:"A volume quota every request on the route counts against."`
 	Inject    *Inject    `yaml:"inject" doc:"Credentials injected into the route's upstream requests, over the service's: a header or query parameter of the same name, or basic_auth, replaces the service's."`
-	DLP       *DLP       `yaml:"dlp" unsupported:"true" doc:"Response masking."`
+	DLP       *DLP       `yaml:"dlp" doc:"Data loss prevention on responses: sensitive values masked, or the response refused. Applies to JSON, text/*, XML and form bodies (other media types pass unscanned); the upstream is asked for an uncompressed, whole (no Range) response."`
 
 	RequireClientCert bool `yaml:"require_client_cert" doc:"The request needs a verified client certificate (identity.mtls), even when a bearer token is the caller; without one: 401 cert_missing."`
 }
@@ -524,9 +524,21 @@ type CORS struct {
 	MaxAge           Duration `yaml:"max_age" default:"10m" doc:"How long a browser may cache a preflight answer."`
 }
 
-// DLP configures response masking.
+// DLP configures data loss prevention on a route's responses.
 type DLP struct {
-	Mask []string `yaml:"mask"`
+	Mask      []string    `yaml:"mask" doc:"Detectors whose matches are replaced by [REDACTED:name]: credit_card (13-19 digits, Luhn and issuer checked), iban (mod-97 checked), email, us_ssn, azure_storage_key, azure_sas, jwt, private_key (PEM), or a custom detector's name. Responses stream; the audit event (or, for a response streamed without a known length, a DlpResult event after it) counts the matches."`
+	Block     []string    `yaml:"block" doc:"Detectors whose match refuses the whole response with 502 dlp_blocked. With any, a response is held, up to max_bytes, until it has been read and scanned whole."`
+	Custom    []DLPCustom `yaml:"custom" doc:"Detectors defined by a regular expression, each named in mask or block."`
+	JSONPaths []string    `yaml:"json_paths" doc:"Values masked in JSON responses whatever they hold: $.customer.ssn, $.items[*].card, $['a key'][0], $..password (at any depth)."`
+	CardLast4 bool        `yaml:"card_last4" doc:"Masked card numbers keep their last four digits: [REDACTED:credit_card:****1111]."`
+	MaxBytes  int64       `yaml:"max_bytes" default:"1048576" doc:"The most bytes of a response that are scanned (and, with block detectors, held in memory)."`
+	OverLimit string      `yaml:"over_limit" enum:"pass,block" default:"block" doc:"A response longer than max_bytes: block refuses it (502 dlp_too_large), or aborts it mid-stream when it has already started; pass sends the rest unscanned (counted in ztgate_dlp_unscanned_bytes_total and the audit event)."`
+}
+
+// DLPCustom is a detector defined by a regular expression.
+type DLPCustom struct {
+	Name  string `yaml:"name" required:"true" doc:"The detector's name in mask or block, audit events and metrics: lower-case letters, digits and _."`
+	Regex string `yaml:"regex" required:"true" doc:"An RE2 regular expression whose matches have a bounded length (no *, + or {n,}; at most 4096 bytes), e.g. '\\bEMP-[0-9]{6}\\b'."`
 }
 
 // Duration is a time.Duration written as "30s", "5m", "1h30m" or "2d".

@@ -138,7 +138,19 @@ func TestLoadErrors(t *testing.T) {
 		{"bad method", strings.Replace(base, "[GET]", "[get]", 1), []string{"bad method \"get\""}},
 		{"connect", strings.Replace(base, "[GET]", "[CONNECT]", 1), []string{"CONNECT is never proxied"}},
 		{"bad path pattern", strings.Replace(base, "/orders/**", "/orders/**/x", 1), []string{"services[0].routes[0].match.path:"}},
-		{"unsupported key", base + "        dlp: { mask: [email] }\n", []string{"services[0].routes[0].dlp: \"dlp\" is part of the configuration contract but not supported"}},
+		{"unsupported key", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true }\n", 1), []string{"identity.api_keys: \"api_keys\" is part of the configuration contract but not supported"}},
+		{"dlp valid", base + "        dlp:\n          mask: [credit_card, email, emp]\n          block: [private_key]\n          custom: [{ name: emp, regex: '\\bEMP-[0-9]{6}\\b' }]\n          json_paths: [\"$.customer.ssn\", \"$.items[*].card\"]\n          card_last4: true\n          over_limit: pass\n", nil},
+		{"dlp unknown detector", base + "        dlp: { mask: [email, credit_cards] }\n", []string{"x.yaml:12:30: services[0].routes[0].dlp.mask[1]: unknown detector \"credit_cards\" (known: private_key, jwt,"}},
+		{"dlp detector twice", base + "        dlp: { mask: [email], block: [email] }\n", []string{"dlp.block[0]: detector \"email\" is already listed under mask"}},
+		{"dlp bad regex", base + "        dlp:\n          mask: [emp]\n          custom: [{ name: emp, regex: 'EMP-[0-9' }]\n", []string{"x.yaml:14:40: services[0].routes[0].dlp.custom[0].regex: bad regex: missing closing ]"}},
+		{"dlp unbounded regex", base + "        dlp:\n          mask: [emp]\n          custom: [{ name: emp, regex: 'EMP-[0-9]+' }]\n", []string{"dlp.custom[0].regex: regex \"EMP-[0-9]+\" has unbounded repetition"}},
+		{"dlp custom unused", base + "        dlp:\n          mask: [email]\n          custom: [{ name: emp, regex: 'EMP-[0-9]{6}' }]\n", []string{"dlp.custom[0].name: custom detector \"emp\" is in neither mask nor block"}},
+		{"dlp custom named like a built-in", base + "        dlp:\n          mask: [email]\n          custom: [{ name: email, regex: 'x@y' }]\n", []string{"dlp.custom[0].name: \"email\" is a built-in detector"}},
+		{"dlp bad json path", base + "        dlp: { json_paths: [customer.ssn] }\n", []string{"x.yaml:12:29: services[0].routes[0].dlp.json_paths[0]: bad JSON path \"customer.ssn\": it must start with $"}},
+		{"dlp nothing to do", base + "        dlp: { max_bytes: 2048 }\n", []string{"dlp: nothing to do"}},
+		{"dlp max_bytes", base + "        dlp: { mask: [email], max_bytes: 10 }\n", []string{"dlp.max_bytes: must be between 1024 and 67108864"}},
+		{"dlp over_limit", base + "        dlp: { mask: [email], over_limit: drop }\n", []string{"dlp.over_limit: \"drop\" is not one of: pass, block"}},
+		{"dlp card_last4 without cards", base + "        dlp: { mask: [email], card_last4: true }\n", []string{"dlp.card_last4: card_last4 needs credit_card under mask"}},
 		{"rate limit bad key", base + "        rate_limit: { key: tenant+user, limit: 1, per: 1m }\n", []string{"services[0].routes[0].rate_limit.key: bad key part \"user\""}},
 		{"rate limit zero", base + "        rate_limit: { limit: 0, per: 1m }\n", []string{"rate_limit.limit: must be at least 1"}},
 		{"rate limit missing per", base + "        rate_limit: { limit: 5 }\n", []string{"rate_limit: missing required key \"per\""}},
@@ -453,12 +465,12 @@ func TestSchemaCoversEverySupportedKey(t *testing.T) {
 	// Every key the decoder accepts appears in the reference, and no
 	// reserved (unsupported) key does.
 	ref := Reference()
-	for _, k := range []string{"`listen.address`", "`services[].routes[].allow.any_of`", "`services[].timeouts.overall`", "`identity.providers[].audiences`", "`identity.mtls.trust_bundle`", "`services[].routes[].allow.workloads`", "`services[].inject.headers`", "`services[].routes[].inject.basic_auth.password`", "`secrets.max_stale`", "`secrets.providers[].credential`", "`identity.api_keys.header`", "`admin.token`"} {
+	for _, k := range []string{"`listen.address`", "`services[].routes[].allow.any_of`", "`services[].timeouts.overall`", "`identity.providers[].audiences`", "`identity.mtls.trust_bundle`", "`services[].routes[].allow.workloads`", "`services[].inject.headers`", "`services[].routes[].inject.basic_auth.password`", "`secrets.max_stale`", "`secrets.providers[].credential`", "`identity.api_keys.header`", "`admin.token`", "`services[].routes[].dlp.mask`", "`services[].routes[].dlp.custom[].regex`"} {
 		if !strings.Contains(ref, k) {
 			t.Errorf("reference lacks %s", k)
 		}
 	}
-	for _, k := range []string{"dlp"} {
+	for _, k := range []string{"insecure_skip_verify"} {
 		if strings.Contains(ref, k) {
 			t.Errorf("reference documents unsupported key %s", k)
 		}

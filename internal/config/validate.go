@@ -470,6 +470,7 @@ func (v *validator) services() {
 			}
 			v.rateLimit(rp+".rate_limit", r.RateLimit)
 			v.quota(rp+".quota", r.Quota)
+			v.dlp(rp+".dlp", r.DLP)
 			v.inject(rp+".inject", r.Inject, s.Inject, &s)
 			if in := r.Inject; in != nil {
 				// Routes refine the service's secrets; tokens and

@@ -41,6 +41,11 @@ var forbidden = []struct {
 	{pkg: "internal/secrets", deny: []string{"internal/gateway", "internal/inject"}, why: "gateway and inject call secrets, never the reverse"},
 	{pkg: "internal/audit", deny: []string{"internal/gateway"}, why: "gateway writes audit events, never the reverse"},
 	{
+		pkg:  "internal/dlp",
+		deny: []string{"net/http", "internal/gateway", "internal/audit", "internal/config"},
+		why:  "dlp masks bytes; HTTP, audit and configuration belong to its callers",
+	},
+	{
 		pkg:  "internal/audit/export",
 		deny: []string{"internal/gateway", "internal/store", "internal/node"},
 		why:  "exporters take records the pipeline hands them; they never read the store or reach into the data plane",

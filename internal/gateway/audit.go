@@ -54,6 +54,9 @@ func (g *Gateway) commit(r *http.Request, st *reqState, ev *event, status int, r
 	if e.Decision == "" {
 		e.Decision = "deny"
 	}
+	if d := st.dlp; d != nil {
+		e.DLP, e.DLPOverLimit = d.found, d.over
+	}
 	if e.URL == "" {
 		e.URL = r.URL.EscapedPath()
 	}

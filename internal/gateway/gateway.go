@@ -26,6 +26,7 @@ import (
 	"github.com/ztgate/ztgate/internal/authn"
 	"github.com/ztgate/ztgate/internal/config"
 	"github.com/ztgate/ztgate/internal/detect"
+	"github.com/ztgate/ztgate/internal/dlp"
 	"github.com/ztgate/ztgate/internal/geo"
 	"github.com/ztgate/ztgate/internal/guard"
 	"github.com/ztgate/ztgate/internal/identity"
@@ -67,6 +68,7 @@ type entry struct {
 	requireCert bool
 	inject      *inject.Service // minted tokens, assertions; nil: none
 	secrets     *inject.Secrets // headers, query, basic auth from secrets; nil: none
+	dlp         *routeDLP
 }
 
 // State is what outlives runtimes, so a reload keeps the counts and the
@@ -141,6 +143,14 @@ func Build(cfg *config.Config, an *authn.Authenticator, state State, logger *slo
 					return nil, fmt.Errorf("service %s route %s: guard: %w", s.Name, r.Name, err)
 				}
 				e.guard = gd
+			}
+			if r.DLP != nil {
+				d, err := compileDLP(r.DLP)
+				if err != nil {
+					rt.Close()
+					return nil, fmt.Errorf("service %s route %s: dlp: %w", s.Name, r.Name, err)
+				}
+				e.dlp = d
 			}
 			for _, l := range []*limit{compileLimit("g", cfg.Limits.RateLimit), compileLimit("s:"+s.Name, s.RateLimit), compileLimit("r:"+s.Name+"/"+r.Name, r.RateLimit)} {
 				if l != nil {
@@ -252,6 +262,15 @@ type reqState struct {
 	audited         bool
 	commit          func(status int, reason string) error // audit before answering
 	inject          *inject.Values                        // credentials for the upstream request
+	ev              *event
+	dlp             *dlpState // nil: the route has no DLP
+}
+
+// denied marks the request refused by policy after it was allowed (DLP).
+func (st *reqState) denied() {
+	if st.ev != nil {
+		st.ev.decision = "deny"
+	}
 }
 
 type stateKey struct{}
@@ -315,8 +334,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w}
 	rec.Header().Set(headerRequestID, st.requestID)
 	ev := event{start: start, method: r.Method}
+	st.ev = &ev
 
 	st.commit = func(status int, reason string) error { return g.commit(r, st, &ev, status, reason) }
+	defer func() {
+		// A response cut short on purpose (DLP over_limit block after it
+		// started) aborts the handler; it is still logged and counted.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler && st.err != nil {
+				ev.status, ev.reason = rec.status, st.err.Reason
+				g.record(r, st, &ev, nil)
+			}
+			panic(v)
+		}
+	}()
 	herr := g.serve(rec, r, rt, st, &ev, start)
 	if herr != nil {
 		if ev.decision == "" {
@@ -337,7 +368,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	} else if st.err != nil {
 		ev.reason = st.err.Reason
-		ev.decision = "error"
+		if ev.decision != "deny" {
+			ev.decision = "error"
+		}
 	}
 	ev.status = rec.status
 	g.record(r, st, &ev, herr)
@@ -385,6 +418,9 @@ func (g *Gateway) record(r *http.Request, st *reqState, ev *event, herr *httpErr
 	}
 	if st.clientRequestID != "" {
 		attrs = append(attrs, slog.String("client_request_id", st.clientRequestID))
+	}
+	if st.dlp != nil && (len(st.dlp.found) > 0 || st.dlp.over) {
+		attrs = append(attrs, slog.Any("dlp", st.dlp.found), slog.Bool("dlp_over_limit", st.dlp.over))
 	}
 	if herr != nil && herr.Err != nil {
 		attrs = append(attrs, slog.String("error", herr.Err.Error()))
@@ -585,6 +621,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		ev.decision = "would_deny"
 	}
 
+	if e.dlp != nil {
+		st.dlp = &dlpState{rule: e.dlp, service: e.service, route: e.route, metrics: g.metrics,
+			streamed: func(status int, res dlp.Result, unscanned int64, over bool) {
+				g.recordDLP(r, st, ev, status, res, unscanned, over)
+			}}
+	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 	ctx = identity.NewContext(ctx, id)
 	if !isUpgrade(r) && e.up.overall > 0 {

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ztgate/ztgate/internal/dlp"
 )
 
 // Metrics are the data plane's Prometheus metrics. Every label value comes
@@ -14,6 +16,9 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	denials  *prometheus.CounterVec
 	auditErr prometheus.Counter
+
+	dlpFound   *prometheus.CounterVec
+	dlpSkipped *prometheus.CounterVec
 }
 
 // NewMetrics registers the data plane metrics with reg.
@@ -37,8 +42,31 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "ztgate_audit_failures_total",
 		Help: "Requests refused because their audit event could not be made durable.",
 	})
-	reg.MustRegister(m.requests, m.duration, m.denials, m.auditErr)
+	m.dlpFound = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ztgate_dlp_matches_total",
+		Help: "Sensitive values found in responses by DLP, by detector and action (mask or block).",
+	}, []string{"detector", "action"})
+	m.dlpSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ztgate_dlp_unscanned_bytes_total",
+		Help: "Response bytes past dlp.max_bytes passed unscanned (over_limit: pass), by service and route.",
+	}, []string{"service", "route"})
+	reg.MustRegister(m.requests, m.duration, m.denials, m.auditErr, m.dlpFound, m.dlpSkipped)
 	return m
+}
+
+func (m *Metrics) dlpMatches(p *dlp.Policy, res dlp.Result) {
+	if m == nil {
+		return
+	}
+	for name, n := range res.Counts {
+		m.dlpFound.WithLabelValues(name, string(p.Action(name))).Add(float64(n))
+	}
+}
+
+func (m *Metrics) dlpUnscanned(service, route string, n int64) {
+	if m != nil && n > 0 {
+		m.dlpSkipped.WithLabelValues(service, route).Add(float64(n))
+	}
 }
 
 func (m *Metrics) observe(ev *event, d time.Duration) {

@@ -157,8 +157,14 @@ func newUpstream(s *config.Service, assertHeader, keyHeader string, logger *slog
 					}
 				}
 			}
+			st := stateFrom(resp.Request.Context())
+			if st.dlp != nil {
+				if err := st.dlp.filter(resp, st); err != nil {
+					return err
+				}
+			}
 			// The response starts only once its audit event is durable.
-			return stateFrom(resp.Request.Context()).commitStatus(resp.StatusCode, "")
+			return st.commitStatus(resp.StatusCode, "")
 		},
 		Rewrite:    u.rewrite,
 		BufferPool: copyBuffers,
@@ -205,6 +211,9 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	out.Host = u.target.Host // the client's Host never picks the upstream
 	stripSpoofable(out.Header)
 	inject.StripHeader(out.Header, u.assertHeader)
+	if st.dlp != nil {
+		st.dlp.prepareUpstream(out.Header)
+	}
 	if !u.fwdAuthz || slices.ContainsFunc(out.Header.Values("Authorization"), authn.IsAPIKeyAuthorization) {
 		// forward_authorization passes on a caller's token, never an API
 		// key: the key is the gateway's to check, and the upstream's to
@@ -230,6 +239,8 @@ func (u *upstream) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	switch {
+	case errors.As(err, &he):
+		// A refusal already decided (DLP).
 	case errors.As(err, &mbe):
 		he = &httpError{Code: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge, Public: fmt.Sprintf("request body larger than %d bytes", mbe.Limit), Err: err}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():

@@ -114,6 +114,13 @@ func toASIM(r *audit.Record, version string) asimRecord {
 	if len(e.Reasons) > 0 {
 		a.AdditionalFields["Reasons"] = e.Reasons
 	}
+	if len(e.DLP) > 0 {
+		a.AdditionalFields["Dlp"] = e.DLP // matches per detector, never values
+	}
+	if e.DLPOverLimit {
+		a.AdditionalFields["DlpOverLimit"] = true
+		a.AdditionalFields["DlpUnscannedBytes"] = e.DLPUnscannedBytes
+	}
 	if e.Identity != "" {
 		a.SrcUsername, a.SrcUsernameType = truncate(e.Identity, 1024), "Simple"
 	}

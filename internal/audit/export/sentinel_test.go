@@ -234,3 +234,19 @@ func TestSentinelASIMShape(t *testing.T) {
 		t.Errorf("AdditionalFields: got %v, want the reasons and the chain hash", af)
 	}
 }
+
+// TestSentinelDLP: a DlpResult event's counts reach Sentinel as they are.
+func TestSentinelDLP(t *testing.T) {
+	r := records(1)[0]
+	r.Event.EventType, r.Event.DLP, r.Event.DLPOverLimit, r.Event.DLPUnscannedBytes = "DlpResult", map[string]int{"credit_card": 2}, true, 512
+	row, _ := json.Marshal(toASIM(&r, "v1"))
+	var got struct {
+		EventType        string
+		AdditionalFields map[string]any
+	}
+	json.Unmarshal(row, &got)
+	af := got.AdditionalFields
+	if got.EventType != "DlpResult" || fmt.Sprint(af["Dlp"]) != "map[credit_card:2]" || af["DlpOverLimit"] != true || af["DlpUnscannedBytes"] != 512.0 {
+		t.Errorf("got %s, want EventType DlpResult and the DLP fields in AdditionalFields", row)
+	}
+}
