@@ -138,7 +138,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad method", strings.Replace(base, "[GET]", "[get]", 1), []string{"bad method \"get\""}},
 		{"connect", strings.Replace(base, "[GET]", "[CONNECT]", 1), []string{"CONNECT is never proxied"}},
 		{"bad path pattern", strings.Replace(base, "/orders/**", "/orders/**/x", 1), []string{"services[0].routes[0].match.path:"}},
-		{"unsupported key", strings.Replace(base, "identity:\n", "identity:\n  api_keys: { enabled: true }\n", 1), []string{"identity.api_keys: \"api_keys\" is part of the configuration contract but not supported"}},
+		{"unsupported key", strings.Replace(base, "    routes:", "    upstream_tls: { insecure_skip_verify: true }\n    routes:", 1), []string{"services[0].upstream_tls.insecure_skip_verify: \"insecure_skip_verify\" is part of the configuration contract but not supported"}},
 		{"dlp valid", base + "        dlp:\n          mask: [credit_card, email, emp]\n          block: [private_key]\n          custom: [{ name: emp, regex: '\\bEMP-[0-9]{6}\\b' }]\n          json_paths: [\"$.customer.ssn\", \"$.items[*].card\"]\n          card_last4: true\n          over_limit: pass\n", nil},
 		{"dlp unknown detector", base + "        dlp: { mask: [email, credit_cards] }\n", []string{"x.yaml:12:30: services[0].routes[0].dlp.mask[1]: unknown detector \"credit_cards\" (known: private_key, jwt,"}},
 		{"dlp detector twice", base + "        dlp: { mask: [email], block: [email] }\n", []string{"dlp.block[0]: detector \"email\" is already listed under mask"}},
