@@ -41,6 +41,13 @@ go test -run '^$' -bench . -benchmem -count "$COUNT" ./internal/route ./internal
 # The limits package also measures the Redis limiter, which needs a
 # redis-server and measures Redis; the local limiter is the request path.
 go test -run '^$' -bench 'Local' -benchmem -count "$COUNT" ./internal/limits | tee -a "$RAW"
+# Off the request path or beside it: response masking (MB/s), identity
+# assertions, the detector (events/s, bounded state), the audit writer
+# (events/s into SQLite and a real PostgreSQL, zero loss checked), and the
+# whole request path in one process.
+PKGS_MORE="./internal/dlp ./internal/inject ./internal/detect ./internal/store ./internal/node"
+# shellcheck disable=SC2086
+go test -run '^$' -bench . -benchmem -count "$COUNT" $PKGS_MORE | tee -a "$RAW"
 
 SUMMARY=$WORK/summary.md
 {
@@ -50,6 +57,7 @@ SUMMARY=$WORK/summary.md
 	echo '```sh'
 	echo "go test -run '^\$' -bench . -benchmem -count $COUNT ./internal/route ./internal/policy ./internal/authn"
 	echo "go test -run '^\$' -bench Local -benchmem -count $COUNT ./internal/limits"
+	echo "go test -run '^\$' -bench . -benchmem -count $COUNT $PKGS_MORE"
 	echo "go run $BENCHSTAT bench/results/micro.txt"
 	echo '```'
 	echo
