@@ -83,12 +83,14 @@ type Options struct {
 // Node is one running gateway.
 type Node struct {
 	detection *detection // nil without detection rules
-	blocks    *blocksAPI
-	path      string
-	opts      Options
-	logger    *slog.Logger
-	reg       *prometheus.Registry
-	gw        *gateway.Gateway
+	// recordAdmin audits a control-plane change (nil without a store).
+	recordAdmin func(ctx context.Context, ev audit.Event) error
+	blocks      *blocksAPI
+	path        string
+	opts        Options
+	logger      *slog.Logger
+	reg         *prometheus.Registry
+	gw          *gateway.Gateway
 
 	mu         sync.Mutex
 	cfg        *config.Config
@@ -201,6 +203,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if pipeline != nil {
 		wait := cfg.Audit.WriteTimeout.D()
 		n.blocks.rec = func(ctx context.Context, ev audit.Event) error { return pipeline.Record(ctx, ev, wait) }
+		n.recordAdmin = n.blocks.rec
 	}
 	if n.detection != nil && pipeline != nil {
 		wait := cfg.Audit.WriteTimeout.D()
@@ -423,6 +426,28 @@ func (n *Node) build(ctx context.Context, cfg *config.Config) (*gateway.Runtime,
 	return gateway.Build(cfg, an, n.state, n.logger)
 }
 
+// auditReload records a reload, done or refused, as an Admin audit event
+// (off the reload's lock: the event is durable moments later).
+func (n *Node) auditReload(now time.Time, what string, cfg *config.Config, err error) {
+	if n.recordAdmin == nil {
+		return
+	}
+	ev := audit.Event{
+		Time: now.UTC(), EventType: "Admin", RequestID: newEventID("cfg"), Result: "Success", ResultDetails: what,
+		Decision: "allow", PolicyVersion: cfg.Hash, IdentityType: "admin", Identity: "file:" + n.path, Method: "RELOAD",
+		URL: "config/" + cfg.Hash, Status: 200, Object: "config/" + cfg.Hash,
+	}
+	if err != nil {
+		ev.Result, ev.Status, ev.Message = "Failure", 400, err.Error()
+	}
+	rec := n.recordAdmin
+	go func() {
+		if err := rec(context.Background(), ev); err != nil {
+			n.logger.Error("reload not audited", "error", err)
+		}
+	}()
+}
+
 // depStamp identifies the content of the files a configuration names
 // beside itself that a reload must pick up when they change: the mTLS
 // trust bundle and CRL (by size and modification time).
@@ -553,6 +578,7 @@ func (n *Node) reload(ctx context.Context, force bool) {
 		n.depStamp = depStamp(n.cfg)
 		n.lastReload = &admin.ReloadResult{At: now.UTC().Format(time.RFC3339), OK: false, Error: err.Error()}
 		n.logger.Error("configuration reload failed; the previous configuration keeps serving", "config", n.path, "error", err)
+		n.auditReload(now, "config_reload_failed", n.cfg, err)
 		n.retireVerifiers(n.cfg)
 		return
 	}
@@ -562,6 +588,7 @@ func (n *Node) reload(ctx context.Context, force bool) {
 	n.depStamp = depStamp(cfg)
 	n.lastReload = &admin.ReloadResult{At: now.UTC().Format(time.RFC3339), OK: true}
 	n.logger.Info("configuration reloaded", "config", n.path, "config_hash", cfg.Hash)
+	n.auditReload(now, "config_reloaded", cfg, nil)
 	// Requests in flight keep their runtime; idle connections go.
 	time.AfterFunc(time.Minute, old.Close)
 }
