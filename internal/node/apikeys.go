@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,9 +117,7 @@ func (m *APIKeyAdmin) record(ctx context.Context, cfg *config.Config, by Actor, 
 	}
 	id := by.RequestID
 	if id == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		id = "cli-" + hex.EncodeToString(b[:])
+		id = newEventID("cli")
 	}
 	return m.Record(context.WithoutCancel(ctx), audit.Event{
 		Time: m.now().UTC(), EventType: "Admin", RequestID: id, Result: "Success", ResultDetails: what,
