@@ -278,6 +278,16 @@ func (s *State) sync(ctx context.Context) error {
 	return nil
 }
 
+// Active reports whether any block or raised risk is held (nil: none), so
+// the request path can skip building lookup keys.
+func (s *State) Active() bool {
+	if s == nil {
+		return false
+	}
+	sn := s.snap.Load()
+	return len(sn.blocks) > 0 || len(sn.risks) > 0
+}
+
 // BlockedIP is Blocked for an address; it costs nothing without blocks.
 func (s *State) BlockedIP(ip netip.Addr) (Block, bool) {
 	if s == nil || !ip.IsValid() || len(s.snap.Load().blocks) == 0 {

@@ -518,12 +518,16 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 		ev.id = id
 	}
 
-	if b, ok := rt.detect.Blocked("identity", id.Key()); ok {
-		return blockedError(b)
-	}
-	if id.Type == identity.APIKey {
-		if b, ok := rt.detect.Blocked("api_key", id.Subject); ok {
+	// The caller's key is built only when blocks or raised risk exist.
+	active := rt.detect.Active()
+	if active {
+		if b, ok := rt.detect.Blocked("identity", id.Key()); ok {
 			return blockedError(b)
+		}
+		if id.Type == identity.APIKey {
+			if b, ok := rt.detect.Blocked("api_key", id.Subject); ok {
+				return blockedError(b)
+			}
 		}
 	}
 
@@ -538,8 +542,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *Runtime, st 
 			Headers: r.Header,
 		},
 	}
-	if r := rt.detect.RiskOf(id.Key()); r.Level != "" {
-		in.Risk = policy.Risk{Level: r.Level, Alerts: r.Alerts}
+	if active {
+		if r := rt.detect.RiskOf(id.Key()); r.Level != "" {
+			in.Risk = policy.Risk{Level: r.Level, Alerts: r.Alerts}
+		}
 	}
 	if params.Len() > 0 {
 		in.Request.Params = make(map[string]string, params.Len())
