@@ -51,6 +51,15 @@ type Pipeline struct {
 	failing atomic.Bool // the last write failed
 
 	spool *Spool // audit.on_failure buffer; nil: deny
+
+	// audit.commit: journal (nil: each request waits for the store).
+	journal     *Journal
+	denyBehind  bool          // on_failure deny: refuse while the store refuses the journal
+	toShip      chan []Record // batches written to the journal, for the shipper
+	kick        chan struct{} // ship now (Flush)
+	committed   atomic.Int64  // last seq in the journal
+	shipped     atomic.Int64  // last seq in the store
+	storeFailed atomic.Bool   // the last shipment failed
 	// OnSpool is called when a batch went to the spool instead of the store
 	// (metrics, a log line, an alert); OnReplay when the spool emptied into
 	// the store.
@@ -80,8 +89,12 @@ func (p *Pipeline) UseSpool(s *Spool) error {
 	return nil
 }
 
-// SpoolLen is the number of records waiting in the spool (0 without one).
+// SpoolLen is the number of records waiting in the spool, or in the
+// journal for the store (0 without either).
 func (p *Pipeline) SpoolLen() int {
+	if p.journal != nil {
+		return int(p.committed.Load() - p.shipped.Load())
+	}
 	if p.spool == nil {
 		return 0
 	}
@@ -164,11 +177,14 @@ func (p *Pipeline) replay(ctx context.Context) error {
 	}
 }
 
-// Failing reports whether the last write failed. The gateway then refuses
+// Failing reports whether the last write failed (with a journal under
+// on_failure: deny, also whether the store refuses what the journal ships). The gateway then refuses
 // requests before they reach an upstream (whose side effects would go
 // unrecorded); the events of those refusals are the probes that find the
 // store back, and the first one written clears the flag.
-func (p *Pipeline) Failing() bool { return p.failing.Load() }
+func (p *Pipeline) Failing() bool {
+	return p.failing.Load() || p.denyBehind && p.storeFailed.Load()
+}
 
 // NewPipeline continues node's chain in sink.
 func NewPipeline(ctx context.Context, sink Sink, chain *Chain, node string, queue int, logger *slog.Logger) (*Pipeline, error) {
@@ -223,6 +239,12 @@ func (p *Pipeline) gather() {
 // Run writes batches until ctx ends, then drains what is queued.
 func (p *Pipeline) Run(ctx context.Context) {
 	batch := make([]*pending, 0, 256)
+	if p.journal != nil {
+		sctx, stop := context.WithCancel(context.Background())
+		shipped := make(chan struct{})
+		go func() { p.shipLoop(sctx); close(shipped) }()
+		defer func() { stop(); <-shipped }()
+	}
 	if p.spool != nil {
 		rctx, stop := context.WithCancel(context.Background())
 		defer stop()
@@ -274,7 +296,9 @@ func (p *Pipeline) write(batch []*pending) {
 	}
 	var err error
 	spooled := false
-	if p.spool != nil && p.spool.Len() > 0 {
+	if p.journal != nil {
+		err = p.journal.Append(recs)
+	} else if p.spool != nil && p.spool.Len() > 0 {
 		// Records wait behind the spool so the store sees the chain in order.
 		err = p.spool.Append(recs)
 		spooled = err == nil
@@ -313,6 +337,13 @@ func (p *Pipeline) write(batch []*pending) {
 	}
 	p.seq, p.prev = seq, prev
 	p.failing.Store(false)
+	if p.journal != nil && len(recs) > 0 {
+		p.committed.Store(seq)
+		select {
+		case p.toShip <- recs:
+		default: // the shipper is behind: it reads these from the journal
+		}
+	}
 	if p.OnWritten != nil {
 		p.OnWritten(recs)
 	}

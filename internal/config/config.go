@@ -170,14 +170,18 @@ type Limits struct {
 
 // Audit configures the audit pipeline.
 type Audit struct {
-	OnFailure     string     `yaml:"on_failure" enum:"deny,buffer" default:"deny" doc:"When the store cannot take an event: deny refuses the request (503 audit_unavailable); buffer appends it to a local spool file (fsynced) and replays the spool into the store when it is back."`
-	SpoolDir      string     `yaml:"spool_dir" doc:"buffer: directory of the spool file (default: audit-spool beside the configuration file)."`
-	SpoolMaxBytes int64      `yaml:"spool_max_bytes" default:"1073741824" doc:"buffer: largest spool; beyond it requests are refused as with deny."`
-	Node          string     `yaml:"node" doc:"This gateway's name in the audit chain (default: the host name)."`
-	HMACKey       string     `yaml:"hmac_key" doc:"Key for a keyed hash chain (use a ${secret:...} reference); without it the chain is plain SHA-256."`
-	WriteTimeout  Duration   `yaml:"write_timeout" default:"2s" doc:"How long a request waits for its event to be durable before it is refused."`
-	Retention     Duration   `yaml:"retention" doc:"Remove audit events older than this (checked hourly), e.g. 365d; the chain stays verifiable from a keyed checkpoint. Absent or 0: keep every event."`
-	Exporters     []Exporter `yaml:"exporters" doc:"Where audit events go once they are durable in the store: SIEMs, log pipelines, webhooks. Each exporter has its own bounded buffer and never slows requests or the store; an event it cannot take is dropped for it (counted) and stays in the store."`
+	Commit          string     `yaml:"commit" enum:"journal,store" default:"journal" doc:"What an event must reach before its request is answered. journal: a local append-only journal file (one write per group of concurrent requests; survives the process being killed, and with journal_fsync the machine losing power), shipped into the store in batches within about 50 ms, and at the next start if the process died first; the admin API's audit query waits for the journal to be shipped, so it sees every answered request. store: a commit in the store itself (each request waits for it)."`
+	JournalDir      string     `yaml:"journal_dir" doc:"journal: the journal's directory, one per gateway process (default: audit-journal/<node> beside the configuration file)."`
+	JournalMaxBytes int64      `yaml:"journal_max_bytes" default:"1073741824" doc:"journal: the most the journal may hold while the store is behind or down; beyond it requests are refused (503 audit_unavailable)."`
+	JournalFsync    bool       `yaml:"journal_fsync" doc:"journal: fsync each write, so that answered requests' events also survive a power loss (costs one fsync per group of requests)."`
+	OnFailure       string     `yaml:"on_failure" enum:"deny,buffer" default:"deny" doc:"When the store cannot take events: deny refuses requests (503 audit_unavailable) until it can; buffer keeps answering them, their events waiting locally (in the journal with commit: journal, else in a spool file, fsynced) until the store is back."`
+	SpoolDir        string     `yaml:"spool_dir" doc:"commit: store with buffer: directory of the spool file (default: audit-spool beside the configuration file)."`
+	SpoolMaxBytes   int64      `yaml:"spool_max_bytes" default:"1073741824" doc:"commit: store with buffer: largest spool; beyond it requests are refused as with deny."`
+	Node            string     `yaml:"node" doc:"This gateway's name in the audit chain (default: the host name)."`
+	HMACKey         string     `yaml:"hmac_key" doc:"Key for a keyed hash chain (use a ${secret:...} reference); without it the chain is plain SHA-256."`
+	WriteTimeout    Duration   `yaml:"write_timeout" default:"2s" doc:"How long a request waits for its event to be durable before it is refused."`
+	Retention       Duration   `yaml:"retention" doc:"Remove audit events older than this (checked hourly), e.g. 365d; the chain stays verifiable from a keyed checkpoint. Absent or 0: keep every event."`
+	Exporters       []Exporter `yaml:"exporters" doc:"Where audit events go once they are durable in the store: SIEMs, log pipelines, webhooks. Each exporter has its own bounded buffer and never slows requests or the store; an event it cannot take is dropped for it (counted) and stays in the store."`
 }
 
 // Exporter sends durable audit events to one destination. Keys marked with a

@@ -82,7 +82,8 @@ type Options struct {
 
 // Node is one running gateway.
 type Node struct {
-	detection *detection // nil without detection rules
+	detection *detection      // nil without detection rules
+	pipeline  *audit.Pipeline // nil without a store
 	// recordAdmin audits a control-plane change (nil without a store).
 	recordAdmin func(ctx context.Context, ev audit.Event) error
 	blocks      *blocksAPI
@@ -195,10 +196,25 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if n.detection != nil {
 		onWritten = n.detection.Offer
 	}
-	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger, n.reg, onWritten)
+	// The callbacks are set before the pipeline's writer and shipper start.
+	setup := func(pipeline *audit.Pipeline) {
+		pipeline.OnFailure = func(events int) {
+			n.alerts.Raise("high", "audit_unavailable", fmt.Sprintf("audit events cannot be made durable in the store; requests are refused (%d events)", events))
+		}
+		spooled := promauto.With(n.reg).NewCounter(prometheus.CounterOpts{Name: "ztgate_audit_spooled_total", Help: "Audit events written to the local spool because the store failed (audit.on_failure: buffer); with the journal, the events waiting in it when the store started failing."})
+		replayed := promauto.With(n.reg).NewCounter(prometheus.CounterOpts{Name: "ztgate_audit_replayed_total", Help: "Spooled audit events replayed into the store, or journal events shipped once the store was back."})
+		promauto.With(n.reg).NewGaugeFunc(prometheus.GaugeOpts{Name: "ztgate_audit_spool_events", Help: "Audit events waiting in the local spool, or in the journal for the store."}, func() float64 { return float64(pipeline.SpoolLen()) })
+		pipeline.OnSpool = func(events int, _ error) {
+			spooled.Add(float64(events))
+			n.alerts.Raise("medium", "audit_spooling", fmt.Sprintf("the audit store is failing; %d events wait locally and are written to it when it is back", events))
+		}
+		pipeline.OnReplay = func(events int) { replayed.Add(float64(events)) }
+	}
+	pipeline, stopAudit, err := startAudit(runCtx, cfg, st, n.logger, n.reg, onWritten, setup)
 	if err != nil {
 		return err
 	}
+	n.pipeline = pipeline
 	n.blocks = &blocksAPI{state: n.state.Detect, now: time.Now}
 	if pipeline != nil {
 		wait := cfg.Audit.WriteTimeout.D()
@@ -209,19 +225,6 @@ func Run(ctx context.Context, path string, opts Options) error {
 		wait := cfg.Audit.WriteTimeout.D()
 		n.detection.record = func(ctx context.Context, ev audit.Event) error { return pipeline.Record(ctx, ev, wait) }
 		go n.detection.Run(runCtx)
-	}
-	if pipeline != nil {
-		pipeline.OnFailure = func(events int) {
-			n.alerts.Raise("high", "audit_unavailable", fmt.Sprintf("audit events cannot be written; %d requests refused", events))
-		}
-		spooled := promauto.With(n.reg).NewCounter(prometheus.CounterOpts{Name: "ztgate_audit_spooled_total", Help: "Audit events written to the local spool because the store failed (audit.on_failure: buffer)."})
-		replayed := promauto.With(n.reg).NewCounter(prometheus.CounterOpts{Name: "ztgate_audit_replayed_total", Help: "Spooled audit events replayed into the store."})
-		promauto.With(n.reg).NewGaugeFunc(prometheus.GaugeOpts{Name: "ztgate_audit_spool_events", Help: "Audit events waiting in the local spool."}, func() float64 { return float64(pipeline.SpoolLen()) })
-		pipeline.OnSpool = func(events int, _ error) {
-			spooled.Add(float64(events))
-			n.alerts.Raise("medium", "audit_spooling", fmt.Sprintf("the audit store is failing; %d events spooled locally, replayed when it is back", events))
-		}
-		pipeline.OnReplay = func(events int) { replayed.Add(float64(events)) }
 	}
 	defer stopAudit()
 	n.gw = gateway.New(rt, n.logger, metrics, pipeline, cfg.Audit.WriteTimeout.D())
@@ -645,6 +648,16 @@ func (n *Node) auditQuery() admin.AuditFunc {
 		return nil
 	}
 	return func(ctx context.Context, q admin.AuditQuery) ([]json.RawMessage, string, error) {
+		if n.pipeline != nil {
+			// With the journal, the store is a few milliseconds behind the
+			// answered requests: wait for it, so a caller sees its own.
+			fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := n.pipeline.Flush(fctx)
+			cancel()
+			if err != nil {
+				return nil, "", err
+			}
+		}
 		recs, next, err := n.store.Query(ctx, store.Filter{Since: q.Since, Decision: q.Decision, Identity: q.Identity, Route: q.Route, After: q.After, Limit: q.Limit})
 		if err != nil {
 			return nil, "", err
@@ -838,7 +851,7 @@ func newState(st config.State, db *store.DB, reg prometheus.Registerer, logger *
 // it; without a store there is no audit (nil pipeline). The returned func
 // stops the pipeline after writing what is queued, then the exporters after
 // delivering what they hold (10 s at most).
-func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *slog.Logger, reg prometheus.Registerer, onWritten func([]audit.Record)) (*audit.Pipeline, func(), error) {
+func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *slog.Logger, reg prometheus.Registerer, onWritten func([]audit.Record), setup func(*audit.Pipeline)) (*audit.Pipeline, func(), error) {
 	if st == nil {
 		logger.Warn("no store configured: decisions are logged but not audited")
 		return nil, func() {}, nil
@@ -856,7 +869,26 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 		return nil, nil, err
 	}
 	var spool *audit.Spool
-	if cfg.Audit.OnFailure == "buffer" {
+	var journal *audit.Journal
+	if cfg.Audit.Commit != "store" {
+		dir := cfg.Audit.JournalDir
+		if dir == "" {
+			dir = filepath.Join("audit-journal", strings.NewReplacer("/", "_", "\\", "_", "..", "_").Replace(name))
+		}
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(filepath.Dir(cfg.File), dir)
+		}
+		if journal, err = audit.OpenJournal(dir, cfg.Audit.JournalMaxBytes, cfg.Audit.JournalFsync); err != nil {
+			return nil, nil, err
+		}
+		if err := p.UseJournal(journal, cfg.Audit.OnFailure != "buffer"); err != nil {
+			journal.Close()
+			return nil, nil, err
+		}
+		if n := p.SpoolLen(); n > 0 {
+			logger.Warn("audit journal holds events from an earlier run that the store does not have; they are shipped now", "events", n, "journal", dir)
+		}
+	} else if cfg.Audit.OnFailure == "buffer" {
 		dir := cfg.Audit.SpoolDir
 		if dir == "" {
 			dir = "audit-spool"
@@ -875,11 +907,17 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 			logger.Warn("audit spool holds events from an earlier run; they are replayed into the store", "events", n, "spool", spool.Path())
 		}
 	}
-	exporters, err := export.FromConfig(cfg.Audit.Exporters, export.Options{Logger: logger, Metrics: export.NewMetrics(reg), Node: name, Dir: filepath.Dir(cfg.File)})
-	if err != nil {
+	closeLocal := func() {
 		if spool != nil {
 			spool.Close()
 		}
+		if journal != nil {
+			journal.Close()
+		}
+	}
+	exporters, err := export.FromConfig(cfg.Audit.Exporters, export.Options{Logger: logger, Metrics: export.NewMetrics(reg), Node: name, Dir: filepath.Dir(cfg.File)})
+	if err != nil {
+		closeLocal()
 		return nil, nil, err
 	}
 	p.OnWritten = onWritten
@@ -895,6 +933,9 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 			logger.Info("audit exporter started", "exporter", e.Name())
 		}
 	}
+	if setup != nil {
+		setup(p)
+	}
 	pctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(pctx); close(done) }()
@@ -902,16 +943,14 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 		chain := audit.NewChain(key)
 		go prune(pctx, st, chain, keep, logger)
 	}
-	logger.Info("audit to store", "driver", cfg.Store.Driver, "node", name, "keyed_chain", key != nil, "on_failure", cfg.Audit.OnFailure)
+	logger.Info("audit to store", "driver", cfg.Store.Driver, "node", name, "keyed_chain", key != nil, "commit", cfg.Audit.Commit, "on_failure", cfg.Audit.OnFailure)
 	return p, func() {
 		stop()
 		<-done
 		if err := exporters.Close(10 * time.Second); err != nil {
 			logger.Warn("audit exporters closed with an error", "error", err)
 		}
-		if spool != nil {
-			spool.Close()
-		}
+		closeLocal()
 	}, nil
 }
 

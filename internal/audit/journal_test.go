@@ -1,0 +1,246 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newJournalPipeline(t *testing.T, sink *memSink, dir string, max int64, deny bool) (*Pipeline, *Journal, func()) {
+	t.Helper()
+	p, err := NewPipeline(context.Background(), sink, NewChain([]byte("k")), "n1", 64, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := OpenJournal(dir, max, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.UseJournal(j, deny); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	return p, j, func() { stop(); <-done; j.Close() }
+}
+
+func flush(t *testing.T, p *Pipeline) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestJournalShipsToStore: answered events reach the store behind the
+// requests, in chain order; Flush makes a reader see its own events; the
+// journal is emptied of what the store holds.
+func TestJournalShipsToStore(t *testing.T) {
+	sink := &memSink{}
+	p, j, stop := newJournalPipeline(t, sink, t.TempDir(), 1<<20, true)
+	defer stop()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				if err := p.Record(context.Background(), Event{RequestID: fmt.Sprint("w", w, "-", i)}, 5*time.Second); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	flush(t, p)
+	recs := sink.snapshot()
+	if len(recs) != 200 {
+		t.Fatalf("store holds %d records after Flush, want 200", len(recs))
+	}
+	if pr := NewChain([]byte("k")).Verify(recs); pr != nil {
+		t.Fatalf("chain: %+v", pr)
+	}
+	if p.SpoolLen() != 0 || j.Len() != 0 || j.Size() != 0 {
+		t.Fatalf("after shipping: %d waiting, journal holds %d records in %d bytes", p.SpoolLen(), j.Len(), j.Size())
+	}
+}
+
+// TestJournalStoreOutage, under both on_failure modes: with buffer the
+// requests go on and their events wait in the journal; with deny the
+// pipeline reports failing (the gateway refuses requests) once a shipment
+// failed. Either way the events arrive, in order, when the store is back,
+// including more than the shipper holds in memory (read back from the
+// journal's files), and none is lost.
+func TestJournalStoreOutage(t *testing.T) {
+	for _, deny := range []bool{false, true} {
+		t.Run(fmt.Sprint("deny=", deny), func(t *testing.T) {
+			defer func(m int) { shipMemory = m }(shipMemory)
+			shipMemory = 200
+			sink := &memSink{}
+			p, j, stop := newJournalPipeline(t, sink, t.TempDir(), 64<<20, deny)
+			defer stop()
+			var failures, spooled, replays int
+			var mu sync.Mutex
+			p.OnFailure = func(int) { mu.Lock(); failures++; mu.Unlock() }
+			p.OnSpool = func(int, error) { mu.Lock(); spooled++; mu.Unlock() }
+			p.OnReplay = func(int) { mu.Lock(); replays++; mu.Unlock() }
+			record(t, p, 0, 10)
+			flush(t, p)
+			sink.setDown(true)
+			n := shipMemory + 500
+			record(t, p, 10, n)
+			deadline := time.Now().Add(5 * time.Second)
+			for !p.storeFailed.Load() && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if p.Failing() != deny {
+				t.Fatalf("Failing() = %v with the store down, want %v", p.Failing(), deny)
+			}
+			if got := p.SpoolLen(); got != n {
+				t.Fatalf("%d events waiting, want %d", got, n)
+			}
+			if j.Len() < n {
+				t.Fatalf("journal holds %d records, want at least %d", j.Len(), n)
+			}
+			sink.setDown(false)
+			flush(t, p)
+			if p.Failing() {
+				t.Fatal("still failing once the store took the journal")
+			}
+			record(t, p, 10+n, 5)
+			flush(t, p)
+			checkAll(t, sink, 15+n)
+			mu.Lock()
+			defer mu.Unlock()
+			if deny && (failures != 1 || spooled != 0) || !deny && (spooled != 1 || failures != 0) || replays != 1 {
+				t.Fatalf("callbacks: failure %d, spool %d, replay %d", failures, spooled, replays)
+			}
+		})
+	}
+}
+
+// TestJournalSurvivesRestart: a gateway that stopped (or died) before
+// shipping continues its chain from the journal and ships it at the next
+// start; a torn last line, never acknowledged, is cut off; records the
+// store already has (shipped, then died before the journal was released)
+// are not written twice.
+func TestJournalSurvivesRestart(t *testing.T) {
+	sink := &memSink{}
+	dir := t.TempDir()
+	p, _, stop := newJournalPipeline(t, sink, dir, 1<<20, false)
+	record(t, p, 0, 5)
+	flush(t, p)
+	sink.setDown(true)
+	record(t, p, 5, 7)
+	stop() // the final shipment fails: 7 records stay in the journal
+	j, err := OpenJournal(dir, 1<<20, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := j.Read(0, 100)
+	j.Close()
+	if err != nil || len(recs) != 7 || recs[0].Seq != 6 {
+		t.Fatalf("journal after stop: %d records from %v, %v", len(recs), recs, err)
+	}
+	sink.setDown(false)
+	sink.Append(context.Background(), recs[:3]) // shipped, then killed before the release
+	segs, _ := filepath.Glob(filepath.Join(dir, "journal-*.jsonl"))
+	f, _ := os.OpenFile(segs[len(segs)-1], os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"node":"n1","seq":13,"prev_hash":"ab`)
+	f.Close()
+	p, _, stop = newJournalPipeline(t, sink, dir, 1<<20, false)
+	defer stop()
+	record(t, p, 12, 3)
+	flush(t, p)
+	checkAll(t, sink, 15)
+}
+
+// TestJournalSegments: segments are closed at their size and removed once
+// shipped; Read finds records across them; the bound refuses, and the
+// directory cannot be opened twice.
+func TestJournalSegments(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, 1<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.segMax = 2000
+	c := NewChain(nil)
+	prev := ""
+	for seq := int64(1); seq <= 100; seq++ {
+		ev := Event{RequestID: fmt.Sprint("r", seq), Node: "n1"}
+		body, _ := Canonical(&ev)
+		h := c.Link("n1", seq, prev, body)
+		if err := j.Append([]Record{{Node: "n1", Seq: seq, Event: ev, Body: body, PrevHash: prev, Hash: h}}); err != nil {
+			t.Fatal(err)
+		}
+		prev = h
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "journal-*.jsonl"))
+	if len(segs) < 5 {
+		t.Fatalf("%d segments, want several of about 2000 bytes", len(segs))
+	}
+	recs, err := j.Read(37, 30)
+	if err != nil || len(recs) != 30 || recs[0].Seq != 38 || recs[29].Seq != 67 || recs[0].Event.RequestID != "r38" {
+		t.Fatalf("Read(37, 30): %d records, %v", len(recs), err)
+	}
+	if err := c.VerifyFrom(37, recs[0].PrevHash, recs); err != nil {
+		t.Fatalf("read-back records do not chain: %+v", err)
+	}
+	before := j.Size()
+	if err := j.Release(60); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "journal-*.jsonl"))
+	if len(left) >= len(segs) || j.Size() >= before || j.Len() < 40 {
+		t.Fatalf("after Release(60): %d of %d segments, %d of %d bytes, %d records", len(left), len(segs), j.Size(), before, j.Len())
+	}
+	if recs, _ := j.Read(0, 1000); len(recs) == 0 || recs[0].Seq > 61 || recs[len(recs)-1].Seq != 100 {
+		t.Fatalf("after Release(60) the journal reads %d records", len(recs))
+	}
+	if _, err := OpenJournal(dir, 1<<20, false); err == nil {
+		t.Fatal("a journal directory in use was opened a second time")
+	}
+	j.max = j.Size() + 10
+	ev := Event{RequestID: "big"}
+	body, _ := Canonical(&ev)
+	if err := j.Append([]Record{{Node: "n1", Seq: 101, Body: body, PrevHash: prev}}); !errors.Is(err, ErrJournalFull) {
+		t.Fatalf("past its bound: %v, want ErrJournalFull", err)
+	}
+	if err := j.Release(100); err != nil || j.Len() != 0 || j.Size() != 0 {
+		t.Fatalf("after Release(100): %d records, %d bytes, %v", j.Len(), j.Size(), err)
+	}
+}
+
+// TestJournalOtherNode: a journal written under another node name is
+// refused rather than grafted onto this node's chain.
+func TestJournalOtherNode(t *testing.T) {
+	sink := &memSink{}
+	dir := t.TempDir()
+	p, _, stop := newJournalPipeline(t, sink, dir, 1<<20, false)
+	sink.setDown(true)
+	record(t, p, 0, 2)
+	stop()
+	p2, err := NewPipeline(context.Background(), &memSink{}, NewChain(nil), "n2", 8, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := OpenJournal(dir, 1<<20, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := p2.UseJournal(j, false); err == nil {
+		t.Fatal("a journal of node n1 was accepted by node n2")
+	}
+}

@@ -1,0 +1,207 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Shipping of the journal into the store (audit.commit: journal).
+const (
+	shipInterval = 50 * time.Millisecond // how often the journal is shipped
+	shipRetry    = time.Second           // and how often, while the store fails
+	shipBatch    = 4096                  // most records in one store transaction
+	shipTimeout  = 10 * time.Second      // one store transaction
+	drainTimeout = 10 * time.Second      // shipping what is left at shutdown
+)
+
+// shipMemory is the most records held in memory for the shipper; past it
+// the shipper reads them back from the journal (a variable for tests).
+var shipMemory = 4 * shipBatch
+
+// UseJournal makes every write go to j before its requests are answered,
+// and ships j into the store behind them. deny (audit.on_failure: deny)
+// refuses requests while the store refuses what the journal ships; without
+// it the journal keeps taking events, up to its bound, until the store is
+// back. The chain continues from j when it holds records newer than the
+// store's (a run that ended before shipping them). Call before Run.
+func (p *Pipeline) UseJournal(j *Journal, deny bool) error {
+	last := j.Last()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if last.Seq != 0 && last.Node != p.node {
+		return fmt.Errorf("audit journal %s holds records of node %q, not %q", j.Dir(), last.Node, p.node)
+	}
+	p.shipped.Store(p.seq)
+	if last.Seq > p.seq {
+		p.seq, p.prev = last.Seq, last.Hash
+	}
+	p.committed.Store(p.seq)
+	p.journal, p.denyBehind = j, deny
+	p.toShip = make(chan []Record, 256)
+	p.kick = make(chan struct{}, 1)
+	return nil
+}
+
+// Flush returns once everything in the journal when it was called is in
+// the store (at once without a journal): what a reader of the store, such
+// as the admin API's audit query, waits for to see its own requests.
+func (p *Pipeline) Flush(ctx context.Context) error {
+	if p.journal == nil {
+		return nil
+	}
+	target := p.committed.Load()
+	for p.shipped.Load() < target {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("audit events not yet in the store: %w", ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// shipLoop ships the journal into the store every shipInterval, or sooner
+// when a full batch waits, until ctx ends; then it ships what is left.
+func (p *Pipeline) shipLoop(ctx context.Context) {
+	var mem []Record // batches handed over by the writer, in order, maybe with gaps
+	tick := time.NewTicker(shipInterval)
+	defer tick.Stop()
+	take := func(recs []Record) {
+		if len(mem)+len(recs) > shipMemory {
+			mem = mem[:0] // too far behind: read from the journal instead
+			return
+		}
+		mem = append(mem, recs...)
+	}
+	var retryAt time.Time
+	for {
+		select {
+		case <-ctx.Done():
+		rest:
+			for {
+				select {
+				case recs := <-p.toShip:
+					take(recs)
+				default:
+					break rest
+				}
+			}
+			dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			mem = p.ship(dctx, mem)
+			cancel()
+			if n := p.committed.Load() - p.shipped.Load(); n > 0 {
+				p.logger.Warn("audit events left in the journal at shutdown; shipped to the store at the next start", "events", n, "journal", p.journal.Dir())
+			}
+			return
+		case recs := <-p.toShip:
+			take(recs)
+			if len(mem) < shipBatch {
+				continue
+			}
+		case <-tick.C:
+		case <-p.kick:
+		}
+	drain:
+		for {
+			select {
+			case recs := <-p.toShip:
+				take(recs)
+			default:
+				break drain
+			}
+		}
+		if p.storeFailed.Load() && time.Now().Before(retryAt) {
+			continue
+		}
+		mem = p.ship(ctx, mem)
+		if p.storeFailed.Load() {
+			retryAt = time.Now().Add(shipRetry)
+		}
+	}
+}
+
+// ship appends to the store every journal record it does not hold yet,
+// from mem when mem has them in order, from the journal's files otherwise,
+// and releases them from the journal. It returns what is left of mem.
+func (p *Pipeline) ship(ctx context.Context, mem []Record) []Record {
+	total, recovered := 0, false
+	for {
+		shipped, target := p.shipped.Load(), p.committed.Load()
+		i := 0
+		for i < len(mem) && mem[i].Seq <= shipped {
+			i++
+		}
+		mem = mem[i:]
+		if shipped >= target {
+			break
+		}
+		var batch []Record
+		if len(mem) > 0 && mem[0].Seq == shipped+1 {
+			n := 1
+			for n < len(mem) && n < shipBatch && mem[n].Seq == mem[n-1].Seq+1 {
+				n++
+			}
+			batch = mem[:n]
+		} else {
+			recs, err := p.journal.Read(shipped, shipBatch)
+			if err != nil {
+				p.shipFailed(err, target-shipped)
+				return mem
+			}
+			if len(recs) == 0 || recs[0].Seq != shipped+1 {
+				p.shipFailed(fmt.Errorf("audit journal %s: record %d missing", p.journal.Dir(), shipped+1), target-shipped)
+				return mem
+			}
+			batch = recs
+		}
+		actx, cancel := context.WithTimeout(ctx, shipTimeout)
+		err := p.sink.Append(actx, batch)
+		cancel()
+		if err != nil {
+			p.shipFailed(err, target-shipped)
+			return mem
+		}
+		end := batch[len(batch)-1].Seq
+		if p.storeFailed.Swap(false) {
+			recovered = true
+		}
+		p.shipped.Store(end)
+		total += len(batch)
+		if err := p.journal.Release(end); err != nil {
+			p.logger.Warn("audit journal: shipped segments not removed", "error", err)
+		}
+	}
+	if recovered {
+		p.logger.Info("audit store is back: the journal is shipped into it", "events", total)
+		if p.OnReplay != nil {
+			p.OnReplay(total)
+		}
+	}
+	return mem
+}
+
+// shipFailed reports a shipment the store refused: under on_failure deny
+// requests are refused from now on (Failing), under buffer they go on into
+// the journal; either way, once per outage, a log line and the callback
+// that counts and alerts.
+func (p *Pipeline) shipFailed(err error, waiting int64) {
+	if p.storeFailed.Swap(true) {
+		return
+	}
+	if p.denyBehind {
+		p.logger.Error("audit store failing: requests are refused until it takes the journal again", "waiting", waiting, "journal", p.journal.Dir(), "error", err)
+		if p.OnFailure != nil {
+			p.OnFailure(int(waiting))
+		}
+		return
+	}
+	p.logger.Warn("audit store failing: events wait in the local journal, shipped when it is back", "waiting", waiting, "journal", p.journal.Dir(), "error", err)
+	if p.OnSpool != nil {
+		p.OnSpool(int(waiting), err)
+	}
+}
