@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,6 +67,10 @@ type journalLine struct {
 // the store has fallen that far behind.
 var ErrJournalFull = errors.New("audit journal full")
 
+// ErrJournalInUse is returned by OpenJournal when another process (a
+// running gateway) holds the journal.
+var ErrJournalInUse = errors.New("audit journal in use")
+
 // DefaultSegmentBytes is the size at which a journal segment is closed.
 const DefaultSegmentBytes = 8 << 20
 
@@ -83,7 +88,7 @@ func OpenJournal(dir string, max int64, fsync bool) (*Journal, error) {
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("audit journal %s is in use by another gateway process (each node needs its own audit.journal_dir): %w", dir, err)
+		return nil, fmt.Errorf("%w: %s is locked by another process (each gateway node needs its own audit.journal_dir): %v", ErrJournalInUse, dir, err)
 	}
 	j := &Journal{dir: dir, max: max, segMax: DefaultSegmentBytes, fsync: fsync, lock: lock}
 	if err := j.load(); err != nil {
@@ -146,19 +151,15 @@ func (j *Journal) load() error {
 	return nil
 }
 
-// scan calls fn with each whole record of s from byte off, until fn
+// scan calls fn with each whole record of s with seq > after, until fn
 // returns false; good is the offset after the last whole line read.
-func (j *Journal) scan(s *segment, off int64, fn func(Record) bool) (good int64, err error) {
+func (j *Journal) scan(s *segment, after int64, fn func(Record) bool) (good int64, err error) {
 	f, err := os.Open(s.path)
 	if err != nil {
 		return 0, fmt.Errorf("audit journal: %w", err)
 	}
 	defer f.Close()
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("audit journal: %w", err)
-	}
 	r := bufio.NewReaderSize(f, 64<<10)
-	good = off
 	for {
 		line, err := r.ReadBytes('\n')
 		if err == io.EOF {
@@ -166,6 +167,10 @@ func (j *Journal) scan(s *segment, off int64, fn func(Record) bool) (good int64,
 		}
 		if err != nil {
 			return good, fmt.Errorf("audit journal: %w", err)
+		}
+		if seq, ok := lineSeq(line); ok && seq <= after {
+			good += int64(len(line))
+			continue // shipped already: not worth decoding
 		}
 		rec, err := parseJournalLine(line)
 		if err != nil {
@@ -188,6 +193,26 @@ func parseJournalLine(line []byte) (Record, error) {
 		return Record{}, fmt.Errorf("event unreadable: %w", err)
 	}
 	return rec, nil
+}
+
+// lineSeq reads the seq of a line written by appendJournalLine without
+// decoding it (ok false: decode it).
+func lineSeq(line []byte) (int64, bool) {
+	const key = `,"seq":`
+	i := bytes.Index(line, []byte(key))
+	if i < 0 || i > 512 {
+		return 0, false
+	}
+	rest := line[i+len(key):]
+	n := 0
+	for n < len(rest) && n < 19 && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	if n == 0 || n == len(rest) || rest[n] != ',' {
+		return 0, false
+	}
+	seq, err := strconv.ParseInt(string(rest[:n]), 10, 64)
+	return seq, err == nil
 }
 
 // appendJournalLine encodes r as one line.
@@ -217,6 +242,41 @@ func (j *Journal) newSegment(num int) error {
 	j.f = f
 	j.segs = append(j.segs, s)
 	return nil
+}
+
+// JournalLast returns the newest seq in the journal in dir without opening
+// it for writing (a reader beside the gateway that holds it); 0 when it
+// holds no record. A segment being written or removed meanwhile is read as
+// far as it goes.
+func JournalLast(dir string) (int64, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "journal-*.jsonl"))
+	if err != nil {
+		return 0, err
+	}
+	slices.Sort(names) // zero-padded numbers: oldest first
+	for i := len(names) - 1; i >= 0; i-- {
+		b, err := os.ReadFile(names[i])
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("audit journal: %w", err)
+		}
+		end := bytes.LastIndexByte(b, '\n') // a partial last line is not a record yet
+		if end < 0 {
+			continue
+		}
+		line := b[bytes.LastIndexByte(b[:end], '\n')+1 : end+1]
+		if seq, ok := lineSeq(line); ok {
+			return seq, nil
+		}
+		r, err := parseJournalLine(line)
+		if err != nil {
+			return 0, fmt.Errorf("audit journal %s: last record: %w", names[i], err)
+		}
+		return r.Seq, nil
+	}
+	return 0, nil
 }
 
 // Dir is the journal's directory.
@@ -306,7 +366,7 @@ func (j *Journal) Read(after int64, max int) ([]Record, error) {
 		}
 		// Read no further than the last record known now: a concurrent
 		// Append may be writing past it.
-		_, err := j.scan(s, 0, func(r Record) bool {
+		_, err := j.scan(s, after, func(r Record) bool {
 			if r.Seq > after {
 				out = append(out, r)
 			}

@@ -88,11 +88,11 @@ func TestJournalStoreOutage(t *testing.T) {
 			sink := &memSink{}
 			p, j, stop := newJournalPipeline(t, sink, t.TempDir(), 64<<20, deny)
 			defer stop()
-			var failures, spooled, replays int
+			var failures, spooled, replayed int
 			var mu sync.Mutex
 			p.OnFailure = func(int) { mu.Lock(); failures++; mu.Unlock() }
 			p.OnSpool = func(int, error) { mu.Lock(); spooled++; mu.Unlock() }
-			p.OnReplay = func(int) { mu.Lock(); replays++; mu.Unlock() }
+			p.OnReplay = func(n int) { mu.Lock(); replayed += n; mu.Unlock() }
 			record(t, p, 0, 10)
 			flush(t, p)
 			sink.setDown(true)
@@ -121,8 +121,8 @@ func TestJournalStoreOutage(t *testing.T) {
 			checkAll(t, sink, 15+n)
 			mu.Lock()
 			defer mu.Unlock()
-			if deny && (failures != 1 || spooled != 0) || !deny && (spooled != 1 || failures != 0) || replays != 1 {
-				t.Fatalf("callbacks: failure %d, spool %d, replay %d", failures, spooled, replays)
+			if deny && (failures != 1 || spooled != 0) || !deny && (spooled != 1 || failures != 0) || replayed != n {
+				t.Fatalf("callbacks: failure %d, spool %d, replayed %d events (want %d)", failures, spooled, replayed, n)
 			}
 		})
 	}

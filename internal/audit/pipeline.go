@@ -60,6 +60,7 @@ type Pipeline struct {
 	committed   atomic.Int64  // last seq in the journal
 	shipped     atomic.Int64  // last seq in the store
 	storeFailed atomic.Bool   // the last shipment failed
+	catchingUp  bool          // the shipper's: shipping what waited during an outage
 	// OnSpool is called when a batch went to the spool instead of the store
 	// (metrics, a log line, an alert); OnReplay when the spool emptied into
 	// the store.

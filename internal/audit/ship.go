@@ -8,11 +8,11 @@ import (
 
 // Shipping of the journal into the store (audit.commit: journal).
 const (
-	shipInterval = 50 * time.Millisecond // how often the journal is shipped
-	shipRetry    = time.Second           // and how often, while the store fails
-	shipBatch    = 4096                  // most records in one store transaction
-	shipTimeout  = 10 * time.Second      // one store transaction
-	drainTimeout = 10 * time.Second      // shipping what is left at shutdown
+	shipInterval = 50 * time.Millisecond  // how often the journal is shipped
+	shipRetry    = 250 * time.Millisecond // and how often, while the store fails
+	shipBatch    = 4096                   // most records in one store transaction
+	shipTimeout  = 10 * time.Second       // one store transaction
+	drainTimeout = 10 * time.Second       // shipping what is left at shutdown
 )
 
 // shipMemory is the most records held in memory for the shipper; past it
@@ -61,6 +61,19 @@ func (p *Pipeline) Flush(ctx context.Context) error {
 			return fmt.Errorf("audit events not yet in the store: %w", ctx.Err())
 		case <-time.After(2 * time.Millisecond):
 		}
+	}
+	return nil
+}
+
+// ShipJournal ships what the journal holds into the store now, outside
+// Run (a command reading the store after the gateway stopped or died).
+func (p *Pipeline) ShipJournal(ctx context.Context) error {
+	if p.journal == nil {
+		return nil
+	}
+	p.ship(ctx, nil)
+	if n := p.committed.Load() - p.shipped.Load(); n > 0 {
+		return fmt.Errorf("%d audit events remain in the journal %s: the store did not take them", n, p.journal.Dir())
 	}
 	return nil
 }
@@ -129,7 +142,6 @@ func (p *Pipeline) shipLoop(ctx context.Context) {
 // from mem when mem has them in order, from the journal's files otherwise,
 // and releases them from the journal. It returns what is left of mem.
 func (p *Pipeline) ship(ctx context.Context, mem []Record) []Record {
-	total, recovered := 0, false
 	for {
 		shipped, target := p.shipped.Load(), p.committed.Load()
 		i := 0
@@ -167,20 +179,22 @@ func (p *Pipeline) ship(ctx context.Context, mem []Record) []Record {
 			return mem
 		}
 		end := batch[len(batch)-1].Seq
-		if p.storeFailed.Swap(false) {
-			recovered = true
-		}
+		recovering := p.storeFailed.Swap(false)
 		p.shipped.Store(end)
-		total += len(batch)
+		if recovering && !p.catchingUp {
+			p.catchingUp = true
+			p.logger.Info("audit store is back: the journal is being shipped into it", "waiting", target-shipped)
+		}
+		if p.catchingUp && p.OnReplay != nil {
+			p.OnReplay(len(batch))
+		}
 		if err := p.journal.Release(end); err != nil {
 			p.logger.Warn("audit journal: shipped segments not removed", "error", err)
 		}
 	}
-	if recovered {
-		p.logger.Info("audit store is back: the journal is shipped into it", "events", total)
-		if p.OnReplay != nil {
-			p.OnReplay(total)
-		}
+	if p.catchingUp {
+		p.catchingUp = false
+		p.logger.Info("audit journal shipped: the store has caught up")
 	}
 	return mem
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -75,6 +76,9 @@ are run offline as part of the assessment. The format follows --out's extension 
 					return err
 				}
 				defer st.Close()
+				if err := node.SettleJournal(cmd.Context(), cfg, st, 5*time.Second, cliLogger(cmd)); err != nil {
+					return err
+				}
 				o.Audit, o.History = st, st
 			}
 			rep, err := assess.Run(cmd.Context(), cfg, o)

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -132,5 +133,15 @@ func openStore(cmd *cobra.Command, path string) (*config.Config, *store.DB, erro
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := node.SettleJournal(cmd.Context(), cfg, st, 5*time.Second, cliLogger(cmd)); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
 	return cfg, st, nil
+}
+
+// cliLogger reports to standard error what a command does in passing
+// (shipping an audit journal a stopped gateway left).
+func cliLogger(cmd *cobra.Command) *slog.Logger {
+	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }

@@ -672,6 +672,15 @@ func (n *Node) auditQuery() admin.AuditFunc {
 
 // assess assesses the configuration in force against the audit trail.
 func (n *Node) assess(ctx context.Context, since time.Duration, record bool) (*assess.Report, error) {
+	if n.pipeline != nil {
+		// The assessment reads the trail: let it see every answered request.
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.pipeline.Flush(fctx)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
 	cfg := n.gw.Runtime().Config()
 	raw, _ := os.ReadFile(cfg.File) // assess checks it is the file in force
 	o := assess.Options{Since: since, Name: n.path, Raw: raw, Record: record}
@@ -856,10 +865,7 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 		logger.Warn("no store configured: decisions are logged but not audited")
 		return nil, func() {}, nil
 	}
-	name := cfg.Audit.Node
-	if name == "" {
-		name, _ = os.Hostname()
-	}
+	name := auditNode(cfg)
 	var key []byte
 	if cfg.Audit.HMACKey != "" {
 		key = []byte(cfg.Audit.HMACKey)
@@ -871,13 +877,7 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 	var spool *audit.Spool
 	var journal *audit.Journal
 	if cfg.Audit.Commit != "store" {
-		dir := cfg.Audit.JournalDir
-		if dir == "" {
-			dir = filepath.Join("audit-journal", strings.NewReplacer("/", "_", "\\", "_", "..", "_").Replace(name))
-		}
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(filepath.Dir(cfg.File), dir)
-		}
+		dir := journalDir(cfg, name)
 		if journal, err = audit.OpenJournal(dir, cfg.Audit.JournalMaxBytes, cfg.Audit.JournalFsync); err != nil {
 			return nil, nil, err
 		}
@@ -952,6 +952,87 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 		}
 		closeLocal()
 	}, nil
+}
+
+// auditNode is this gateway's name in the audit chain.
+func auditNode(cfg *config.Config) string {
+	if cfg.Audit.Node != "" {
+		return cfg.Audit.Node
+	}
+	name, _ := os.Hostname()
+	return name
+}
+
+// journalDir is the audit journal of node name under cfg.
+func journalDir(cfg *config.Config, name string) string {
+	dir := cfg.Audit.JournalDir
+	if dir == "" {
+		dir = filepath.Join("audit-journal", strings.NewReplacer("/", "_", "\\", "_", "..", "_").Replace(name))
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(filepath.Dir(cfg.File), dir)
+	}
+	return dir
+}
+
+// SettleJournal brings st up to date with the audit journal of cfg's node,
+// for a command that reads the store (ztgate audit query and verify, ztgate
+// assess). When no process holds the journal (the gateway stopped, or was
+// killed before it shipped everything), what it left is shipped now; when
+// a running gateway holds it, SettleJournal waits (up to wait) until the
+// store has what the journal held when it was called.
+func SettleJournal(ctx context.Context, cfg *config.Config, st *store.DB, wait time.Duration, logger *slog.Logger) error {
+	if cfg.Store == nil || cfg.Audit.Commit == "store" {
+		return nil
+	}
+	name := auditNode(cfg)
+	dir := journalDir(cfg, name)
+	if _, err := os.Stat(dir); err != nil {
+		return nil // no journal: this node never ran with one here
+	}
+	j, err := audit.OpenJournal(dir, cfg.Audit.JournalMaxBytes, false)
+	if errors.Is(err, audit.ErrJournalInUse) {
+		want, err := audit.JournalLast(dir)
+		if err != nil {
+			return err
+		}
+		deadline := time.Now().Add(wait)
+		for {
+			have, _, err := st.Last(ctx, name)
+			if err != nil {
+				return err
+			}
+			if have >= want {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the running gateway has not shipped its audit journal into the store within %v (store at event %d, journal at %d): is the store failing?", wait, have, want)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	if j.Len() == 0 {
+		return nil
+	}
+	p, err := audit.NewPipeline(ctx, st, audit.NewChain(nil), name, 1, logger)
+	if err != nil {
+		return err
+	}
+	if err := p.UseJournal(j, true); err != nil {
+		return err
+	}
+	if n := p.SpoolLen(); n > 0 {
+		logger.Info("audit journal left by a gateway that is not running: shipping it into the store", "events", n, "journal", dir)
+	}
+	return p.ShipJournal(ctx)
 }
 
 // prune removes audit events older than keep, at start and hourly.

@@ -57,12 +57,13 @@ func runLoad(url, token string, stop <-chan struct{}) (chan answer, *sync.WaitGr
 	return out, &wg
 }
 
-// auditedIDs lists the request ids in the trail (newest 10,000).
+// auditedIDs lists the request ids in the trail (of the last hour, up to
+// 200,000).
 func auditedIDs(t *testing.T, cfgPath string) string {
 	t.Helper()
 	var all strings.Builder
 	after := ""
-	for range 10 {
+	for range 200 {
 		args := []string{"audit", "query", "--config", cfgPath, "--json", "--since", "1h", "--limit", "1000"}
 		if after != "" {
 			args = append(args, "--after", after)
@@ -205,8 +206,8 @@ func metricValue(t *testing.T, admin, name string) float64 {
 }
 
 // TestFaultPostgresDownBuffer: with on_failure buffer, PostgreSQL going
-// away does not refuse requests: their events are spooled to a local file
-// (fsynced before the answer) and arrive in the store, in chain order, when
+// away does not refuse requests: their events wait in the local journal
+// (written before the answer) and arrive in the store, in chain order, when
 // it is back. Events lost: 0.
 func TestFaultPostgresDownBuffer(t *testing.T) {
 	srv := pgtest.Start(t)
