@@ -49,7 +49,11 @@ func checkAudit(in *Inputs) Result {
 		return Result{Outcome: Fail, Summary: "No store is configured: decisions are only logged, with no durable, verifiable trail.",
 			Next: &NextStep{Text: "Configure a store; every request's event is then durable before its answer.", YAML: storeSnippet}}
 	}
-	res := Result{Outcome: Pass, Summary: fmt.Sprintf("Every request's decision is written to the %s store before the client hears it (audit.on_failure: %s).", st.Driver, in.Cfg.Audit.OnFailure),
+	where := "the " + st.Driver + " store"
+	if in.Cfg.Audit.Commit != "store" {
+		where = "the local audit journal, shipped to the " + st.Driver + " store,"
+	}
+	res := Result{Outcome: Pass, Summary: fmt.Sprintf("Every request's decision is written to %s before the client hears it (audit.on_failure: %s).", where, in.Cfg.Audit.OnFailure),
 		Evidence: []Evidence{{Where: in.loc("store"), Text: "store.driver: " + st.Driver}}}
 	if t := in.Traffic; t != nil {
 		res.Evidence = append(res.Evidence, Evidence{Where: "audit", Text: fmt.Sprintf("%d events in the last %s from %s", t.Events, formatSince(in.Since), plural(len(t.Nodes), "node", "nodes"))})
