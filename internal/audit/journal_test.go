@@ -244,3 +244,51 @@ func TestJournalOtherNode(t *testing.T) {
 		t.Fatal("a journal of node n1 was accepted by node n2")
 	}
 }
+
+// lyingSink commits a batch and then reports an error, once: a connection
+// that broke during COMMIT.
+type lyingSink struct {
+	*memSink
+	lie sync.Once
+}
+
+func (l *lyingSink) Append(ctx context.Context, recs []Record) error {
+	err := l.memSink.Append(ctx, recs)
+	lied := false
+	l.lie.Do(func() { lied = true })
+	if err == nil && lied {
+		return errors.New("connection reset during COMMIT")
+	}
+	return err
+}
+
+// TestJournalAmbiguousCommit: after a shipment that failed but committed,
+// the shipper asks the store where it stands instead of sending the same
+// records again (which the store would refuse for ever as duplicates).
+func TestJournalAmbiguousCommit(t *testing.T) {
+	sink := &lyingSink{memSink: &memSink{}}
+	p, err := NewPipeline(context.Background(), sink, NewChain([]byte("k")), "n1", 64, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := OpenJournal(t.TempDir(), 1<<20, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := p.UseJournal(j, true); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { stop(); <-done }()
+	record(t, p, 0, 20)
+	flush(t, p)
+	record(t, p, 20, 5)
+	flush(t, p)
+	checkAll(t, sink.memSink, 25)
+	if p.Failing() {
+		t.Fatal("still failing")
+	}
+}

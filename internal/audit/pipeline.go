@@ -55,12 +55,14 @@ type Pipeline struct {
 	// audit.commit: journal (nil: each request waits for the store).
 	journal     *Journal
 	denyBehind  bool          // on_failure deny: refuse while the store refuses the journal
-	toShip      chan []Record // batches written to the journal, for the shipper
-	kick        chan struct{} // ship now (Flush)
+	toShip      []Record      // written to the journal, for the shipper (under mu)
+	toShipLost  bool          // some were not kept in toShip: read the journal
+	kick        chan struct{} // ship now (Flush, or a full batch waits)
 	committed   atomic.Int64  // last seq in the journal
 	shipped     atomic.Int64  // last seq in the store
 	storeFailed atomic.Bool   // the last shipment failed
 	catchingUp  bool          // the shipper's: shipping what waited during an outage
+	failLogged  time.Time     // the shipper's: when it last logged a failure
 	// OnSpool is called when a batch went to the spool instead of the store
 	// (metrics, a log line, an alert); OnReplay when the spool emptied into
 	// the store.
@@ -203,6 +205,9 @@ func (p *Pipeline) Node() string { return p.node }
 // waits at most wait for room in the queue and for the write.
 func (p *Pipeline) Record(ctx context.Context, ev Event, wait time.Duration) error {
 	ev.Node = p.node
+	if p.journal != nil {
+		return p.journalRecord(&ev)
+	}
 	pd := &pending{ev: ev, done: make(chan error, 1)}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -297,9 +302,7 @@ func (p *Pipeline) write(batch []*pending) {
 	}
 	var err error
 	spooled := false
-	if p.journal != nil {
-		err = p.journal.Append(recs)
-	} else if p.spool != nil && p.spool.Len() > 0 {
+	if p.spool != nil && p.spool.Len() > 0 {
 		// Records wait behind the spool so the store sees the chain in order.
 		err = p.spool.Append(recs)
 		spooled = err == nil
@@ -338,13 +341,6 @@ func (p *Pipeline) write(batch []*pending) {
 	}
 	p.seq, p.prev = seq, prev
 	p.failing.Store(false)
-	if p.journal != nil && len(recs) > 0 {
-		p.committed.Store(seq)
-		select {
-		case p.toShip <- recs:
-		default: // the shipper is behind: it reads these from the journal
-		}
-	}
 	if p.OnWritten != nil {
 		p.OnWritten(recs)
 	}

@@ -17,7 +17,7 @@ const (
 
 // shipMemory is the most records held in memory for the shipper; past it
 // the shipper reads them back from the journal (a variable for tests).
-var shipMemory = 4 * shipBatch
+var shipMemory = 2 * shipBatch
 
 // UseJournal makes every write go to j before its requests are answered,
 // and ships j into the store behind them. deny (audit.on_failure: deny)
@@ -38,7 +38,6 @@ func (p *Pipeline) UseJournal(j *Journal, deny bool) error {
 	}
 	p.committed.Store(p.seq)
 	p.journal, p.denyBehind = j, deny
-	p.toShip = make(chan []Record, 256)
 	p.kick = make(chan struct{}, 1)
 	return nil
 }
@@ -65,6 +64,71 @@ func (p *Pipeline) Flush(ctx context.Context) error {
 	return nil
 }
 
+// journalRecord chains ev and appends it to the journal in the caller's
+// goroutine: one write(2) of a few hundred bytes under the chain's lock
+// costs less than handing the event to a writer goroutine and waiting to be
+// woken, and the event is durable when it returns. Listeners (OnWritten)
+// see it in chain order; the shipper finds it in memory.
+func (p *Pipeline) journalRecord(ev *Event) error {
+	body, err := Canonical(ev)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seq := p.seq + 1
+	rec := Record{Node: p.node, Seq: seq, Event: *ev, Body: body, PrevHash: p.prev}
+	rec.Hash = p.chain.Link(p.node, seq, p.prev, body)
+	recs := []Record{rec}
+	if err := p.journal.Append(recs); err != nil {
+		if !p.failing.Swap(true) {
+			p.logger.Error("audit journal not written: requests are refused until it is", "journal", p.journal.Dir(), "error", err)
+			if p.OnFailure != nil {
+				p.OnFailure(1)
+			}
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	p.seq, p.prev = seq, rec.Hash
+	p.committed.Store(seq)
+	p.failing.Store(false)
+	if len(p.toShip) < shipMemory && !p.storeFailed.Load() {
+		p.toShip = append(p.toShip, rec)
+		if len(p.toShip) == shipBatch {
+			select {
+			case p.kick <- struct{}{}:
+			default:
+			}
+		}
+	} else {
+		// The store is failing or far behind: hold nothing in memory, the
+		// shipper reads these from the journal.
+		p.toShipLost = true
+	}
+	if p.OnWritten != nil {
+		p.OnWritten(recs)
+	}
+	return nil
+}
+
+// takeToShip hands the shipper what was written since it last took.
+func (p *Pipeline) takeToShip(mem []Record) []Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.toShipLost || p.storeFailed.Load() {
+		p.toShipLost = false
+		clear(mem)
+		mem = mem[:0] // the gap is read from the journal; what follows is kept
+	}
+	if len(mem)+len(p.toShip) > shipMemory {
+		mem = mem[:0]
+	}
+	mem = append(mem, p.toShip...)
+	clear(p.toShip)
+	p.toShip = p.toShip[:0]
+	return mem
+}
+
 // ShipJournal ships what the journal holds into the store now, outside
 // Run (a command reading the store after the gateway stopped or died).
 func (p *Pipeline) ShipJournal(ctx context.Context) error {
@@ -81,53 +145,25 @@ func (p *Pipeline) ShipJournal(ctx context.Context) error {
 // shipLoop ships the journal into the store every shipInterval, or sooner
 // when a full batch waits, until ctx ends; then it ships what is left.
 func (p *Pipeline) shipLoop(ctx context.Context) {
-	var mem []Record // batches handed over by the writer, in order, maybe with gaps
+	var mem []Record // written to the journal, in order, maybe after a gap
 	tick := time.NewTicker(shipInterval)
 	defer tick.Stop()
-	take := func(recs []Record) {
-		if len(mem)+len(recs) > shipMemory {
-			mem = mem[:0] // too far behind: read from the journal instead
-			return
-		}
-		mem = append(mem, recs...)
-	}
 	var retryAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
-		rest:
-			for {
-				select {
-				case recs := <-p.toShip:
-					take(recs)
-				default:
-					break rest
-				}
-			}
+			mem = p.takeToShip(mem)
 			dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-			mem = p.ship(dctx, mem)
+			p.ship(dctx, mem)
 			cancel()
 			if n := p.committed.Load() - p.shipped.Load(); n > 0 {
 				p.logger.Warn("audit events left in the journal at shutdown; shipped to the store at the next start", "events", n, "journal", p.journal.Dir())
 			}
 			return
-		case recs := <-p.toShip:
-			take(recs)
-			if len(mem) < shipBatch {
-				continue
-			}
 		case <-tick.C:
 		case <-p.kick:
 		}
-	drain:
-		for {
-			select {
-			case recs := <-p.toShip:
-				take(recs)
-			default:
-				break drain
-			}
-		}
+		mem = p.takeToShip(mem)
 		if p.storeFailed.Load() && time.Now().Before(retryAt) {
 			continue
 		}
@@ -142,6 +178,20 @@ func (p *Pipeline) shipLoop(ctx context.Context) {
 // from mem when mem has them in order, from the journal's files otherwise,
 // and releases them from the journal. It returns what is left of mem.
 func (p *Pipeline) ship(ctx context.Context, mem []Record) []Record {
+	if p.storeFailed.Load() {
+		// A failed transaction may have committed all the same (the
+		// connection broke during COMMIT): ask the store where it is.
+		lctx, cancel := context.WithTimeout(ctx, shipTimeout)
+		last, _, err := p.sink.Last(lctx, p.node)
+		cancel()
+		if err != nil {
+			p.shipFailed(err, p.committed.Load()-p.shipped.Load())
+			return mem
+		}
+		if last > p.shipped.Load() && last <= p.committed.Load() {
+			p.shipped.Store(last)
+		}
+	}
 	for {
 		shipped, target := p.shipped.Load(), p.committed.Load()
 		i := 0
@@ -205,8 +255,13 @@ func (p *Pipeline) ship(ctx context.Context, mem []Record) []Record {
 // that counts and alerts.
 func (p *Pipeline) shipFailed(err error, waiting int64) {
 	if p.storeFailed.Swap(true) {
+		if time.Since(p.failLogged) >= time.Minute {
+			p.failLogged = time.Now()
+			p.logger.Warn("audit store still failing: events wait in the local journal", "waiting", waiting, "journal", p.journal.Dir(), "error", err)
+		}
 		return
 	}
+	p.failLogged = time.Now()
 	if p.denyBehind {
 		p.logger.Error("audit store failing: requests are refused until it takes the journal again", "waiting", waiting, "journal", p.journal.Dir(), "error", err)
 		if p.OnFailure != nil {
