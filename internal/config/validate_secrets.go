@@ -14,11 +14,11 @@ import (
 
 // Key Vault names and versions (Azure's documented formats).
 var (
-	vaultSecretNameRE    = regexp.MustCompile(`^[0-9A-Za-z-]{1,127}$`)
+	vaultSecretNameRE    = boundedRE{regexp.MustCompile(`^[0-9A-Za-z-]+$`), 127}
 	vaultSecretVersionRE = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
 	vaultNameRE          = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{1,22})[a-z0-9]$`)
-	envSecretNameRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-	fileSecretNameRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	envSecretNameRE      = boundedRE{regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`), 128}
+	fileSecretNameRE     = boundedRE{regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`), 128}
 )
 
 // VaultDomains are the DNS suffixes of Key Vault in the Azure clouds.
