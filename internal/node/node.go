@@ -990,34 +990,41 @@ func SettleJournal(ctx context.Context, cfg *config.Config, st *store.DB, wait t
 	if _, err := os.Stat(dir); err != nil {
 		return nil // no journal: this node never ran with one here
 	}
-	j, err := audit.OpenJournal(dir, cfg.Audit.JournalMaxBytes, false)
-	if errors.Is(err, audit.ErrJournalInUse) {
-		want, err := audit.JournalLast(dir)
+	want, err := audit.JournalLast(dir)
+	if err != nil || want == 0 {
+		return err // an empty journal: nothing to ship or wait for
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		// Opening it again each time: a gateway killed a moment ago lets go
+		// of its journal when the kernel has finished with it.
+		j, err := audit.OpenJournal(dir, cfg.Audit.JournalMaxBytes, false)
+		if err == nil {
+			return shipLeftJournal(ctx, j, st, name, dir, logger)
+		}
+		if !errors.Is(err, audit.ErrJournalInUse) {
+			return err
+		}
+		have, _, err := st.Last(ctx, name)
 		if err != nil {
 			return err
 		}
-		deadline := time.Now().Add(wait)
-		for {
-			have, _, err := st.Last(ctx, name)
-			if err != nil {
-				return err
-			}
-			if have >= want {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("the running gateway has not shipped its audit journal into the store within %v (store at event %d, journal at %d): is the store failing?", wait, have, want)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(10 * time.Millisecond):
-			}
+		if have >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the running gateway has not shipped its audit journal into the store within %v (store at event %d, journal at %d): is the store failing?", wait, have, want)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if err != nil {
-		return err
-	}
+}
+
+// shipLeftJournal ships the journal j that no gateway holds into st.
+func shipLeftJournal(ctx context.Context, j *audit.Journal, st *store.DB, name, dir string, logger *slog.Logger) error {
 	defer j.Close()
 	if j.Len() == 0 {
 		return nil
