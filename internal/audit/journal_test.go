@@ -292,3 +292,61 @@ func TestJournalAmbiguousCommit(t *testing.T) {
 		t.Fatal("still failing")
 	}
 }
+
+// TestJournalConcurrentFull: many requests at once, the store down and the
+// journal filling up. The requests whose write failed are refused, those
+// chained behind them too, and the chain goes on from the last record
+// written: once the store is back, it holds exactly the acknowledged
+// events, in one unbroken chain.
+func TestJournalConcurrentFull(t *testing.T) {
+	sink := &memSink{}
+	p, _, stop := newJournalPipeline(t, sink, t.TempDir(), 40_000, false)
+	defer stop()
+	sink.setDown(true)
+	var acked, refused sync.Map
+	var wg sync.WaitGroup
+	run := func(tag string, n int) {
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range n {
+					id := fmt.Sprint(tag, w, "-", i)
+					if err := p.Record(context.Background(), Event{RequestID: id}, time.Second); err != nil {
+						if !errors.Is(err, ErrUnavailable) {
+							t.Error(err)
+						}
+						refused.Store(id, true)
+						continue
+					}
+					acked.Store(id, true)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	run("a", 40)
+	if !p.Failing() {
+		t.Fatal("the journal is full, yet the pipeline does not report failing")
+	}
+	sink.setDown(false)
+	flush(t, p)
+	run("b", 20)
+	flush(t, p)
+	recs := sink.snapshot()
+	if pr := NewChain([]byte("k")).Verify(recs); pr != nil {
+		t.Fatalf("chain: %+v", pr)
+	}
+	n := 0
+	acked.Range(func(k, _ any) bool { n++; return true })
+	nr := 0
+	refused.Range(func(k, _ any) bool { nr++; return true })
+	if len(recs) != n || nr == 0 {
+		t.Fatalf("store holds %d events; %d acknowledged, %d refused", len(recs), n, nr)
+	}
+	for _, r := range recs {
+		if _, ok := acked.Load(r.Event.RequestID); !ok {
+			t.Fatalf("%s is in the store but was refused", r.Event.RequestID)
+		}
+	}
+}

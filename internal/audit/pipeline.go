@@ -55,6 +55,9 @@ type Pipeline struct {
 	// audit.commit: journal (nil: each request waits for the store).
 	journal     *Journal
 	denyBehind  bool          // on_failure deny: refuse while the store refuses the journal
+	open        *jgroup       // chained, waiting for the journal write under way (under mu)
+	leading     bool          // a journal write is under way (under mu)
+	jprev       string        // hash of the last record in the journal (under mu)
 	toShip      []Record      // written to the journal, for the shipper (under mu)
 	toShipLost  bool          // some were not kept in toShip: read the journal
 	kick        chan struct{} // ship now (Flush, or a full batch waits)

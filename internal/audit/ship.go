@@ -37,6 +37,7 @@ func (p *Pipeline) UseJournal(j *Journal, deny bool) error {
 		p.seq, p.prev = last.Seq, last.Hash
 	}
 	p.committed.Store(p.seq)
+	p.jprev = p.prev
 	p.journal, p.denyBehind = j, deny
 	p.kick = make(chan struct{}, 1)
 	return nil
@@ -64,51 +65,97 @@ func (p *Pipeline) Flush(ctx context.Context) error {
 	return nil
 }
 
-// journalRecord chains ev and appends it to the journal in the caller's
-// goroutine: one write(2) of a few hundred bytes under the chain's lock
-// costs less than handing the event to a writer goroutine and waiting to be
-// woken, and the event is durable when it returns. Listeners (OnWritten)
-// see it in chain order; the shipper finds it in memory.
+// jgroup is the records chained while a journal write was under way: the
+// next write takes them all (group commit without a writer goroutine).
+type jgroup struct {
+	recs []Record
+	err  error
+	done chan struct{} // closed once written (err nil) or failed
+	lead chan struct{} // one waiting member becomes the writer of the group
+}
+
+// journalRecord chains ev and makes it durable in the journal. The first
+// caller with nothing being written writes its event itself, with no
+// handoff to another goroutine; callers arriving meanwhile join the next
+// group, which one of them writes (one write(2) for the group) as soon as
+// the write before it is done. Listeners (OnWritten) see the records in
+// chain order; the shipper finds them in memory.
 func (p *Pipeline) journalRecord(ev *Event) error {
 	body, err := Canonical(ev)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	seq := p.seq + 1
 	rec := Record{Node: p.node, Seq: seq, Event: *ev, Body: body, PrevHash: p.prev}
 	rec.Hash = p.chain.Link(p.node, seq, p.prev, body)
-	recs := []Record{rec}
-	if err := p.journal.Append(recs); err != nil {
+	p.seq, p.prev = seq, rec.Hash
+	g := p.open
+	if g == nil {
+		g = &jgroup{done: make(chan struct{}), lead: make(chan struct{}, 1)}
+		p.open = g
+	}
+	g.recs = append(g.recs, rec)
+	if p.leading {
+		p.mu.Unlock()
+		select {
+		case <-g.done:
+			return g.err
+		case <-g.lead: // the writer before handed this group over
+		}
+		p.mu.Lock()
+	}
+	p.leading = true
+	p.open = nil
+	p.mu.Unlock()
+	err = p.journal.Append(g.recs)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		// The chain goes back to the last record written; the group after
+		// this one was chained onto it, so it fails too.
+		p.seq, p.prev = p.committed.Load(), p.jprev
+		g.err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+		if next := p.open; next != nil {
+			next.err = g.err
+			close(next.done)
+			p.open = nil
+		}
 		if !p.failing.Swap(true) {
 			p.logger.Error("audit journal not written: requests are refused until it is", "journal", p.journal.Dir(), "error", err)
 			if p.OnFailure != nil {
-				p.OnFailure(1)
-			}
-		}
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	p.seq, p.prev = seq, rec.Hash
-	p.committed.Store(seq)
-	p.failing.Store(false)
-	if len(p.toShip) < shipMemory && !p.storeFailed.Load() {
-		p.toShip = append(p.toShip, rec)
-		if len(p.toShip) == shipBatch {
-			select {
-			case p.kick <- struct{}{}:
-			default:
+				p.OnFailure(len(g.recs))
 			}
 		}
 	} else {
-		// The store is failing or far behind: hold nothing in memory, the
-		// shipper reads these from the journal.
-		p.toShipLost = true
+		last := g.recs[len(g.recs)-1]
+		p.jprev = last.Hash
+		p.committed.Store(last.Seq)
+		p.failing.Store(false)
+		if len(p.toShip)+len(g.recs) <= shipMemory && !p.storeFailed.Load() {
+			p.toShip = append(p.toShip, g.recs...)
+			if len(p.toShip) >= shipBatch {
+				select {
+				case p.kick <- struct{}{}:
+				default:
+				}
+			}
+		} else {
+			// The store is failing or far behind: hold nothing in memory,
+			// the shipper reads these from the journal.
+			p.toShipLost = true
+		}
+		if p.OnWritten != nil {
+			p.OnWritten(g.recs)
+		}
 	}
-	if p.OnWritten != nil {
-		p.OnWritten(recs)
+	close(g.done)
+	if p.open != nil {
+		p.open.lead <- struct{}{}
+	} else {
+		p.leading = false
 	}
-	return nil
+	return g.err
 }
 
 // takeToShip hands the shipper what was written since it last took.
