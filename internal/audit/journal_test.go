@@ -121,8 +121,10 @@ func TestJournalStoreOutage(t *testing.T) {
 			checkAll(t, sink, 15+n)
 			mu.Lock()
 			defer mu.Unlock()
-			if deny && (failures != 1 || spooled != 0) || !deny && (spooled != 1 || failures != 0) || replayed != n {
-				t.Fatalf("callbacks: failure %d, spool %d, replayed %d events (want %d)", failures, spooled, replayed, n)
+			if deny && (failures != 1 || spooled != 0) || !deny && (spooled != 1 || failures != 0) || replayed < n || replayed > n+5 {
+				// The 5 events after the outage may be shipped while the
+				// catch-up is still under way, and counted with it.
+				t.Fatalf("callbacks: failure %d, spool %d, replayed %d events (want %d to %d)", failures, spooled, replayed, n, n+5)
 			}
 		})
 	}

@@ -61,10 +61,12 @@ type Pipeline struct {
 	toShip      []Record      // written to the journal, for the shipper (under mu)
 	toShipLost  bool          // some were not kept in toShip: read the journal
 	kick        chan struct{} // ship now (Flush, or a full batch waits)
+	taken       chan struct{} // the shipper took toShip
 	committed   atomic.Int64  // last seq in the journal
 	shipped     atomic.Int64  // last seq in the store
 	storeFailed atomic.Bool   // the last shipment failed
 	catchingUp  bool          // the shipper's: shipping what waited during an outage
+	shipGap     bool          // the shipper's: records since shipped are only in the files
 	failLogged  time.Time     // the shipper's: when it last logged a failure
 	// OnSpool is called when a batch went to the spool instead of the store
 	// (metrics, a log line, an alert); OnReplay when the spool emptied into

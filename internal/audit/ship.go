@@ -33,6 +33,7 @@ func (p *Pipeline) UseJournal(j *Journal, deny bool) error {
 		return fmt.Errorf("audit journal %s holds records of node %q, not %q", j.Dir(), last.Node, p.node)
 	}
 	p.shipped.Store(p.seq)
+	p.shipGap = last.Seq > p.seq // left by an earlier run: read from the files
 	if last.Seq > p.seq {
 		p.seq, p.prev = last.Seq, last.Hash
 	}
@@ -40,6 +41,7 @@ func (p *Pipeline) UseJournal(j *Journal, deny bool) error {
 	p.jprev = p.prev
 	p.journal, p.denyBehind = j, deny
 	p.kick = make(chan struct{}, 1)
+	p.taken = make(chan struct{}, 1)
 	return nil
 }
 
@@ -132,6 +134,21 @@ func (p *Pipeline) journalRecord(ev *Event) error {
 		p.jprev = last.Hash
 		p.committed.Store(last.Seq)
 		p.failing.Store(false)
+		// A shipper that cannot keep up holds the writers back a little
+		// (the old store commit's pace) rather than falling back to
+		// reading the journal's files, which costs more.
+		for deadline := time.Now().Add(time.Second); len(p.toShip)+len(g.recs) > shipMemory && !p.storeFailed.Load() && time.Now().Before(deadline); {
+			select {
+			case p.kick <- struct{}{}:
+			default:
+			}
+			p.mu.Unlock()
+			select {
+			case <-p.taken:
+			case <-time.After(50 * time.Millisecond):
+			}
+			p.mu.Lock()
+		}
 		if len(p.toShip)+len(g.recs) <= shipMemory && !p.storeFailed.Load() {
 			p.toShip = append(p.toShip, g.recs...)
 			if len(p.toShip) >= shipBatch {
@@ -159,21 +176,33 @@ func (p *Pipeline) journalRecord(ev *Event) error {
 }
 
 // takeToShip hands the shipper what was written since it last took.
-func (p *Pipeline) takeToShip(mem []Record) []Record {
+// lost reports that some records since the last take are only in the
+// journal's files.
+func (p *Pipeline) takeToShip(mem []Record) (_ []Record, lost bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.toShipLost || p.storeFailed.Load() {
+		// While the store fails nothing is held in memory: what was
+		// dropped, and what the writers did not hand over, is read from
+		// the journal; what follows is kept.
+		lost = true
 		p.toShipLost = false
 		clear(mem)
-		mem = mem[:0] // the gap is read from the journal; what follows is kept
-	}
-	if len(mem)+len(p.toShip) > shipMemory {
 		mem = mem[:0]
+		clear(p.toShip)
+		p.toShip = p.toShip[:0]
 	}
-	mem = append(mem, p.toShip...)
-	clear(p.toShip)
-	p.toShip = p.toShip[:0]
-	return mem
+	// What does not fit stays for the next time (writers wait for room).
+	n := min(len(p.toShip), max(shipMemory-len(mem), 0))
+	mem = append(mem, p.toShip[:n]...)
+	rest := copy(p.toShip, p.toShip[n:])
+	clear(p.toShip[rest:])
+	p.toShip = p.toShip[:rest]
+	select {
+	case p.taken <- struct{}{}:
+	default:
+	}
+	return mem, lost
 }
 
 // ShipJournal ships what the journal holds into the store now, outside
@@ -199,7 +228,7 @@ func (p *Pipeline) shipLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			mem = p.takeToShip(mem)
+			mem, _ = p.takeToShip(mem)
 			dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 			p.ship(dctx, mem)
 			cancel()
@@ -210,7 +239,6 @@ func (p *Pipeline) shipLoop(ctx context.Context) {
 		case <-tick.C:
 		case <-p.kick:
 		}
-		mem = p.takeToShip(mem)
 		if p.storeFailed.Load() && time.Now().Before(retryAt) {
 			continue
 		}
@@ -239,24 +267,40 @@ func (p *Pipeline) ship(ctx context.Context, mem []Record) []Record {
 			p.shipped.Store(last)
 		}
 	}
-	for {
-		shipped, target := p.shipped.Load(), p.committed.Load()
+	trim := func(shipped int64) {
 		i := 0
 		for i < len(mem) && mem[i].Seq <= shipped {
 			i++
 		}
 		mem = mem[i:]
+	}
+	for {
+		shipped, target := p.shipped.Load(), p.committed.Load()
+		trim(shipped)
 		if shipped >= target {
 			break
 		}
+		if len(mem) == 0 || mem[0].Seq != shipped+1 {
+			var lost bool
+			mem, lost = p.takeToShip(mem)
+			p.shipGap = p.shipGap || lost
+			trim(shipped)
+		}
 		var batch []Record
 		if len(mem) > 0 && mem[0].Seq == shipped+1 {
+			p.shipGap = false
 			n := 1
 			for n < len(mem) && n < shipBatch && mem[n].Seq == mem[n-1].Seq+1 {
 				n++
 			}
 			batch = mem[:n]
+		} else if len(mem) == 0 && !p.shipGap {
+			// The rest is on its way from the writers (committed, not yet
+			// handed over): the next round takes it.
+			break
 		} else {
+			// Records only the journal's files have: a run that ended
+			// before shipping them, or writers that ran past the memory.
 			recs, err := p.journal.Read(shipped, shipBatch)
 			if err != nil {
 				p.shipFailed(err, target-shipped)
