@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"hash"
+	"sync"
 	"time"
 )
 
@@ -81,7 +82,8 @@ func Canonical(e *Event) ([]byte, error) { return json.Marshal(e) }
 // Chain computes the hashes of a node's records. With a key it is an HMAC,
 // so a party without the key cannot rebuild a consistent chain.
 type Chain struct {
-	key []byte
+	key    []byte
+	hashes sync.Pool // of hash.Hash: an HMAC keeps its padded key, set up once
 }
 
 // NewChain returns a chain hasher; key may be nil.
@@ -97,7 +99,11 @@ func (c *Chain) newHash() hash.Hash {
 // Link returns the hash of a record: over the node, sequence, previous hash
 // and canonical body.
 func (c *Chain) Link(node string, seq int64, prev string, body []byte) string {
-	h := c.newHash()
+	h, _ := c.hashes.Get().(hash.Hash)
+	if h == nil {
+		h = c.newHash()
+	}
+	defer func() { h.Reset(); c.hashes.Put(h) }()
 	h.Write([]byte(node))
 	h.Write([]byte{0})
 	var b [8]byte
@@ -108,7 +114,8 @@ func (c *Chain) Link(node string, seq int64, prev string, body []byte) string {
 	h.Write([]byte(prev))
 	h.Write([]byte{0})
 	h.Write(body)
-	return hex.EncodeToString(h.Sum(nil))
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
 }
 
 // Problem is the first inconsistency found in a chain.
