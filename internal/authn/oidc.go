@@ -219,7 +219,7 @@ func (o *OIDC) verify(ctx context.Context, token string) (*identity.Identity, *k
 	if f := checkKey(p.header.Alg, key); f != nil {
 		return nil, nil, nil, f
 	}
-	if err := verifySignature(token, p.header.Alg, key.pub); err != nil {
+	if err := verifySignature(token, &p.header, key.pub); err != nil {
 		return nil, nil, nil, fail(ReasonBadSignature, "the token's signature does not verify", err)
 	}
 	// The claims decoded before are the signed ones from here on.
