@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -388,10 +390,16 @@ func TestBearerToken(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	ti := newTestIssuer(f)
 	o := ti.verifier(f)
-	valid := ti.sign(f, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1"}, ti.claims())
-	validEC := ti.sign(f, "ES256", ti.ecKey, map[string]any{"kid": "ec1"}, ti.claims())
-	f.Add(valid)
-	f.Add(validEC)
+	var signed []string
+	for _, tok := range []string{
+		ti.sign(f, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1"}, ti.claims()),
+		ti.sign(f, "ES256", ti.ecKey, map[string]any{"kid": "ec1"}, ti.claims()),
+		ti.sign(f, "PS256", ti.rsaKey, map[string]any{"kid": "rsa1", "typ": "JWT", "x5t": "rsa1"}, ti.claims()),
+		rsaSigned(ti.rsaKey, `{"alg":"RS256","Kid":"rsa1"}`, ti.claims()), // not plain: jwx checks it
+	} {
+		f.Add(tok)
+		signed = append(signed, tok[:strings.LastIndexByte(tok, '.')])
+	}
 	f.Add("eyJhbGciOiJub25lIn0.e30.")
 	f.Add("a.b.c")
 	f.Add(strings.Repeat("A", 100) + "." + strings.Repeat("B", 100) + ".")
@@ -404,8 +412,7 @@ func FuzzVerify(f *testing.F) {
 		if id != nil {
 			// Only the seeds' header and payload were signed by the issuer;
 			// any other signed content that verifies is a forgery.
-			signed := token[:strings.LastIndexByte(token, '.')]
-			if signed != valid[:strings.LastIndexByte(valid, '.')] && signed != validEC[:strings.LastIndexByte(validEC, '.')] {
+			if !slices.Contains(signed, token[:strings.LastIndexByte(token, '.')]) {
 				t.Fatalf("accepted content the issuer never signed: %q", token)
 			}
 		}
@@ -415,4 +422,117 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("Authenticate: got identity %v and failure %v", id, fl)
 		}
 	})
+}
+
+// TestVerifySignatureMatchesJWX: the RSA signatures checked with crypto/rsa
+// directly are accepted exactly when jwx accepts them, and the rest still
+// go to jwx.
+func TestVerifySignatureMatchesJWX(t *testing.T) {
+	ti := newTestIssuer(t)
+	pub := &ti.rsaKey.PublicKey
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	hdr := map[string]any{"kid": "rsa1"}
+	signed := func(alg string) string { return ti.sign(t, alg, ti.rsaKey, hdr, ti.claims()) }
+	// swapSig puts the signature of b after the header and payload of a.
+	swapSig := func(a, b string) string { return a[:strings.LastIndexByte(a, '.')] + b[strings.LastIndexByte(b, '.'):] }
+	rs := signed("RS256")
+	sig := rs[strings.LastIndexByte(rs, '.')+1:]
+	std := strings.NewReplacer("-", "+", "_", "/").Replace(sig)
+	for _, tt := range []struct {
+		name, token, alg string
+		ok               bool
+	}{
+		{"RS256", rs, "RS256", true},
+		{"RS384", signed("RS384"), "RS384", true},
+		{"RS512", signed("RS512"), "RS512", true},
+		{"PS256", signed("PS256"), "PS256", true},
+		{"PS384", signed("PS384"), "PS384", true},
+		{"PS512", signed("PS512"), "PS512", true},
+		{"PS256 signature under RS256", swapSig(rs, signed("PS256")), "RS256", false},
+		{"RS256 signature under PS256", swapSig(signed("PS256"), rs), "PS256", false},
+		{"RS256 signature checked as RS384", rs, "RS384", false},
+		{"another key", ti.sign(t, "RS256", other, hdr, ti.claims()), "RS256", false},
+		{"payload changed", swapSig(ti.sign(t, "RS256", ti.rsaKey, hdr, map[string]any{"sub": "mallory"}), rs), "RS256", false},
+		{"signature truncated", rs[:len(rs)-4], "RS256", false},
+		{"signature extended", rs + "AAAA", "RS256", false},
+		{"signature padded (left to jwx)", rs + "==", "RS256", true}, // 256 bytes: 342 characters, and 2 of padding
+		{"signature in the standard alphabet (left to jwx)", rs[:len(rs)-len(sig)] + std, "RS256", true},
+		{"header not plain (left to jwx)", b64(`{"alg":"RS256","ALG":"RS256"}`) + rs[strings.IndexByte(rs, '.'):], "RS256", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			hraw, err := decodePart(tt.token[:strings.IndexByte(tt.token, '.')])
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := parseHeader(hraw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Alg = tt.alg
+			got := verifySignature(tt.token, &h, pub)
+			a, _ := jwa.LookupSignatureAlgorithm(tt.alg)
+			_, want := jws.Verify([]byte(tt.token), jws.WithKey(a, pub), jws.WithCompact())
+			if (got == nil) != (want == nil) {
+				t.Fatalf("got error %v, jwx %v", got, want)
+			}
+			if (got == nil) != tt.ok {
+				t.Fatalf("got error %v, want accepted %v", got, tt.ok)
+			}
+		})
+	}
+}
+
+// TestAlgorithmConfusion: whatever the configured algorithms, a token
+// cannot choose how its signature is checked against an RSA key.
+func TestAlgorithmConfusion(t *testing.T) {
+	ti := newTestIssuer(t)
+	o := NewOIDC(OIDCConfig{Name: "t", Issuer: ti.srv.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256", "HS256", "none", "ES256"}, Refresh: time.Hour})
+	good := ti.claims()
+	pub := &ti.rsaKey.PublicKey
+	pubJSON, _ := json.Marshal(pub)
+	mac := func(alg string, secret []byte) string {
+		h := b64(map[string]any{"alg": alg, "kid": "rsa1"})
+		p := b64(good)
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte(h + "." + p))
+		return h + "." + p + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	for _, tt := range []struct{ name, token, reason string }{
+		{"HS256 keyed with the RSA modulus", mac("HS256", pub.N.Bytes()), ReasonKeyMismatch},
+		{"HS256 keyed with the key's JSON", mac("HS256", pubJSON), ReasonKeyMismatch},
+		{"RS256 header, HMAC signature", mac("RS256", pub.N.Bytes()), ReasonBadSignature},
+		{"alg none, empty signature", b64(map[string]any{"alg": "none", "kid": "rsa1"}) + "." + b64(good) + ".", ReasonMalformedToken},
+		{"alg none with a signature", b64(map[string]any{"alg": "none", "kid": "rsa1"}) + "." + b64(good) + ".AAAA", ReasonAlgNotAllowed},
+		{"alg None", b64(map[string]any{"alg": "None", "kid": "rsa1"}) + "." + b64(good) + ".AAAA", ReasonAlgNotAllowed},
+		{"alg in another case", rsaSigned(ti.rsaKey, `{"alg":"rs256","kid":"rsa1"}`, good), ReasonAlgNotAllowed},
+		{"alg member in another case (matched as encoding/json matches names)", rsaSigned(ti.rsaKey, `{"ALG":"RS256","kid":"rsa1"}`, good), ""},
+		{"RS512 not configured", ti.sign(t, "RS512", ti.rsaKey, map[string]any{"kid": "rsa1"}, good), ReasonAlgNotAllowed},
+		{"ES256 header on the RSA key", ti.sign(t, "ES256", ti.ecKey, map[string]any{"kid": "rsa1"}, good), ReasonKeyMismatch},
+		{"two alg members", b64(`{"alg":"HS256","alg":"RS256","kid":"rsa1"}`) + "." + b64(good) + ".AAAA", ReasonMalformedToken},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			id, f := o.Verify(context.Background(), tt.token)
+			if tt.reason == "" {
+				if f != nil {
+					t.Fatalf("got %v, want accepted", f)
+				}
+				return
+			}
+			if f == nil || f.Reason != tt.reason {
+				t.Fatalf("got %v, %v; want refusal %s", id, f, tt.reason)
+			}
+		})
+	}
+}
+
+// rsaSigned signs claims under the header given as JSON, with RS256
+// whatever the header says.
+func rsaSigned(key *rsa.PrivateKey, header string, claims map[string]any) string {
+	signing := b64(header) + "." + b64(claims)
+	sum := sha256.Sum256([]byte(signing))
+	sig, err := rsa.SignPKCS1v15(nil, key, crypto.SHA256, sum[:])
+	if err != nil {
+		panic(err)
+	}
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"testing"
@@ -22,13 +23,10 @@ func TestTokenCache(t *testing.T) {
 	claims := ti.claims()
 	claims["exp"] = now.Add(10 * time.Minute).Unix()
 	tok := ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1"}, claims)
-	id1, f := o.Verify(context.Background(), tok)
-	if f != nil {
-		t.Fatal(f)
-	}
+	id1 := verifyUntilCached(t, o, tok)
 	id2, f := o.Verify(context.Background(), tok)
 	if f != nil || id2 != id1 {
-		t.Fatalf("second verify: got %p %v, want the cached identity %p", id2, f, id1)
+		t.Fatalf("third verify: got %p %v, want the cached identity %p", id2, f, id1)
 	}
 	// A tampered copy is not a cache hit.
 	if _, f := o.Verify(context.Background(), tok[:len(tok)-2]+"AA"); f == nil {
@@ -42,14 +40,134 @@ func TestTokenCache(t *testing.T) {
 
 }
 
+// verifyUntilCached verifies tok until it is cached (the second time), and
+// returns the cached identity.
+func verifyUntilCached(t testing.TB, o *OIDC, tok string) *identity.Identity {
+	t.Helper()
+	for range 2 {
+		id, f := o.Verify(context.Background(), tok)
+		if f != nil {
+			t.Fatal(f)
+		}
+		if cached, ok := o.cached(tokenKey(tok)); ok {
+			if cached != id {
+				t.Fatalf("got identity %p, want the one cached %p", id, cached)
+			}
+			return id
+		}
+	}
+	t.Fatal("not cached after its second verification")
+	return nil
+}
+
+// TestTokenCacheAdmission: a token enters the cache when verified the
+// second time and is a hit from its third use; tokens used once take no
+// entry.
+func TestTokenCacheAdmission(t *testing.T) {
+	ti := newTestIssuer(t)
+	// Distinct tokens, each in a doorkeeper slot of its own, so that the
+	// rows do not depend on how their hashes fall.
+	const n = 8
+	var toks []string
+	taken := map[uint64]bool{}
+	door := newDoorkeeper(DefaultCacheSize)
+	for i := 0; len(toks) < n; i++ {
+		c := ti.claims()
+		c["sub"] = fmt.Sprint("user", i)
+		tok := ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1"}, c)
+		k := tokenKey(tok)
+		if slot := binary.LittleEndian.Uint64(k[:8]) & door.mask; !taken[slot] {
+			taken[slot] = true
+			toks = append(toks, tok)
+		}
+	}
+	for _, tt := range []struct {
+		name    string
+		uses    []int  // the tokens verified, in order
+		hits    []bool // whether each use was answered from the cache
+		entries int
+	}{
+		{"used once: no entry", []int{0}, []bool{false}, 0},
+		{"used twice: cached by the second verification", []int{0, 0}, []bool{false, false}, 1},
+		{"a hit from the third use on", []int{0, 0, 0, 0}, []bool{false, false, true, true}, 1},
+		{"distinct tokens take no entry", []int{0, 1, 2, 3, 4, 5, 6, 7}, make([]bool, 8), 0},
+		{"interleaved repeats are cached", []int{0, 1, 0, 1, 0, 1}, []bool{false, false, false, false, true, true}, 2},
+		{"a repeat among one-shot tokens", []int{0, 1, 2, 0, 3, 4, 0, 5}, []bool{false, false, false, false, false, false, true, false}, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := ti.verifier(t)
+			last := map[int]*identity.Identity{}
+			for i, tok := range tt.uses {
+				id, f := o.Verify(context.Background(), toks[tok])
+				if f != nil {
+					t.Fatal(f)
+				}
+				// A hit returns the very identity cached before.
+				if hit := id == last[tok]; hit != tt.hits[i] {
+					t.Errorf("use %d (token %d): got hit %v, want %v", i, tok, hit, tt.hits[i])
+				}
+				last[tok] = id
+			}
+			if got := o.cache.len(); got != tt.entries {
+				t.Errorf("got %d entries, want %d", got, tt.entries)
+			}
+		})
+	}
+}
+
+// TestDoorkeeper: a token is seen when it comes back before another token
+// took its slot.
+func TestDoorkeeper(t *testing.T) {
+	// key is a token hash that falls in slot with fingerprint fp.
+	key := func(slot, fp uint64) [32]byte {
+		var k [32]byte
+		binary.LittleEndian.PutUint64(k[:8], slot)
+		binary.LittleEndian.PutUint64(k[8:16], fp)
+		return k
+	}
+	for _, tt := range []struct {
+		name string
+		keys [][32]byte
+		seen []bool
+	}{
+		{"first sighting", [][32]byte{key(1, 10)}, []bool{false}},
+		{"second sighting", [][32]byte{key(1, 10), key(1, 10)}, []bool{false, true}},
+		{"other slots leave it", [][32]byte{key(1, 10), key(2, 20), key(3, 30), key(1, 10)}, []bool{false, false, false, true}},
+		{"same slot, other token: forgotten", [][32]byte{key(1, 10), key(1, 20), key(1, 10)}, []bool{false, false, false}},
+		{"slot index wraps at the table size", [][32]byte{key(5, 10), key(5+minDoorSlots, 20), key(5, 10)}, []bool{false, false, false}},
+		{"fingerprint 0 is not an empty slot", [][32]byte{key(7, 0)}, []bool{false}},
+		{"fingerprints differing in the low bit only", [][32]byte{key(9, 2), key(9, 3)}, []bool{false, true}}, // the 2^-63 chance, shown
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDoorkeeper(0)
+			for i, k := range tt.keys {
+				if got := d.seen(k); got != tt.seen[i] {
+					t.Fatalf("sighting %d: got seen %v, want %v", i, got, tt.seen[i])
+				}
+			}
+		})
+	}
+	for _, tt := range []struct{ entries, slots int }{
+		{-1, minDoorSlots}, {0, minDoorSlots}, {10, minDoorSlots}, {1024, 1024}, {1025, 2048},
+		{DefaultCacheSize, 16384}, {1_000_000, maxDoorSlots},
+	} {
+		if got := len(newDoorkeeper(tt.entries).slots); got != tt.slots {
+			t.Errorf("newDoorkeeper(%d): got %d slots, want %d", tt.entries, got, tt.slots)
+		}
+	}
+}
+
 func TestTokenCacheBounded(t *testing.T) {
 	ti := newTestIssuer(t)
 	o := NewOIDC(OIDCConfig{Name: "t", Issuer: ti.srv.URL, Audiences: []string{"api"}, Algorithms: []string{"RS256"}, Refresh: time.Hour, CacheSize: 10})
 	for i := range 50 {
 		c := ti.claims()
 		c["sub"] = fmt.Sprint("user", i)
-		if _, f := o.Verify(context.Background(), ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1"}, c)); f != nil {
-			t.Fatal(f)
+		tok := ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1"}, c)
+		for range 2 {
+			if _, f := o.Verify(context.Background(), tok); f != nil {
+				t.Fatal(f)
+			}
 		}
 	}
 	if n := o.cache.len(); n > 10 {
@@ -68,10 +186,7 @@ func TestTokenCacheExpiry(t *testing.T) {
 	exp := start.Add(5 * time.Minute).Truncate(time.Second)
 	claims["exp"] = exp.Unix()
 	tok := ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1"}, claims)
-	first, f := o.Verify(context.Background(), tok)
-	if f != nil {
-		t.Fatal(f)
-	}
+	first := verifyUntilCached(t, o, tok)
 	now = exp.Add(time.Minute - time.Nanosecond)
 	if id, f := o.Verify(context.Background(), tok); f != nil || id != first {
 		t.Fatalf("just before exp+skew: got %p %v, want the cached identity %p", id, f, first)
@@ -97,9 +212,7 @@ func TestTokenCacheDroppedWithKey(t *testing.T) {
 			ti := newTestIssuer(t)
 			o := ti.verifier(t)
 			tok := ti.sign(t, "RS256", ti.rsaKey, map[string]any{"kid": "rsa1"}, ti.claims())
-			if _, f := o.Verify(context.Background(), tok); f != nil {
-				t.Fatal(f)
-			}
+			verifyUntilCached(t, o, tok)
 			other, _ := rsa.GenerateKey(rand.Reader, 2048)
 			ti.publishOnly(t, other.Public(), tt.kid)
 			if err := o.refresh(context.Background()); err != nil {
@@ -237,12 +350,14 @@ func BenchmarkAuthenticateCacheHit(b *testing.B) {
 	benchmarkVerify(b, a.AuthenticateToken, ei.token(b, c))
 }
 
-// benchmarkVerify measures verify on tok, after a first call (that fills
-// the cache, or loads the keys).
+// benchmarkVerify measures verify on tok, after two calls (that fill the
+// cache, or load the keys).
 func benchmarkVerify(b *testing.B, verify func(context.Context, string) (*identity.Identity, *Failure), tok string) {
 	ctx := context.Background()
-	if _, f := verify(ctx, tok); f != nil {
-		b.Fatal(f)
+	for range 2 {
+		if _, f := verify(ctx, tok); f != nil {
+			b.Fatal(f)
+		}
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -535,8 +535,10 @@ func TestEntraCacheByRing(t *testing.T) {
 	ei := newEntraIssuer(t)
 	o := ei.verifier(EntraConfig{Tenant: tenantA})
 	tok := ei.token(t, ei.v2(tenantA, false))
-	if _, f := o.Verify(context.Background(), tok); f != nil {
-		t.Fatal(f)
+	for range 2 { // the second verification caches it
+		if _, f := o.Verify(context.Background(), tok); f != nil {
+			t.Fatal(f)
+		}
 	}
 	e := o.profile.(*entra)
 	o.cache.dropKeys(e.v1, &keySet{})

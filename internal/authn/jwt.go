@@ -1,10 +1,12 @@
 package authn
 
 import (
-	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -19,17 +22,9 @@ import (
 	"github.com/ztgate/ztgate/internal/identity"
 )
 
-// header is the part of a JOSE header the verifier reads. Unknown members
-// are collected to refuse those that change how a token is verified.
-type header struct {
-	Alg string `json:"alg"`
-	Kid string `json:"kid"`
-	Typ string `json:"typ"`
-}
-
 // forbiddenHeaders let a token choose its own verification key or add
 // processing rules; they are refused outright.
-var forbiddenHeaders = []string{"jku", "x5u", "jwk", "x5c", "crit", "b64", "zip", "enc"}
+var forbiddenHeaders = [...]string{"jku", "x5u", "jwk", "x5c", "crit", "b64", "zip", "enc"}
 
 // splitToken checks the compact serialisation: three base64url parts.
 func splitToken(token string) (h, p, s string, err error) {
@@ -44,42 +39,13 @@ func splitToken(token string) (h, p, s string, err error) {
 	return h, p, s, nil
 }
 
-func decodePart(part string) ([]byte, error) {
-	return base64.RawURLEncoding.Strict().DecodeString(part)
-}
+// rawURL is base64url without padding, refusing non-zero trailing bits:
+// every part has one encoding only. (Strict copies the encoding, so it is
+// made once.)
+var rawURL = base64.RawURLEncoding.Strict()
 
-// decodeJSONObject decodes a JWT JSON object strictly: a single object, no
-// trailing data, no duplicate member names.
-func decodeJSONObject(data []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil || tok != json.Delim('{') {
-		return nil, errors.New("not a JSON object")
-	}
-	m := map[string]any{}
-	for dec.More() {
-		kt, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		k, _ := kt.(string)
-		if _, dup := m[k]; dup {
-			return nil, fmt.Errorf("duplicate member %q", k)
-		}
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		m[k] = v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err == nil {
-		return nil, errors.New("trailing data after the JSON object")
-	}
-	return m, nil
+func decodePart(part string) ([]byte, error) {
+	return rawURL.DecodeString(part)
 }
 
 // peekIssuer reads iss from an unverified token, only to choose the verifier.
@@ -92,13 +58,11 @@ func peekIssuer(token string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("payload: %w", err)
 	}
-	var c struct {
-		Iss string `json:"iss"`
-	}
-	if err := json.Unmarshal(raw, &c); err != nil {
+	iss, err := readIssuer(raw)
+	if err != nil {
 		return "", fmt.Errorf("payload: %w", err)
 	}
-	return c.Iss, nil
+	return iss, nil
 }
 
 // parsed is a token split and decoded. Nothing in it is trusted until its
@@ -119,18 +83,14 @@ func parse(token string, algorithms []string) (*parsed, *Failure) {
 	if err != nil {
 		return nil, fail(ReasonMalformedToken, "the token header is not base64url", err)
 	}
-	hm, err := decodeJSONObject(hraw)
-	if err != nil {
+	var p parsed
+	if p.header, err = parseHeader(hraw); err != nil {
 		return nil, fail(ReasonMalformedToken, "the token header is not a JSON object", err)
 	}
-	for _, k := range forbiddenHeaders {
-		if _, ok := hm[k]; ok {
-			return nil, fail(ReasonForbiddenHeader, fmt.Sprintf("the token header member %q is refused", k), nil)
-		}
-	}
-	var p parsed
-	_ = json.Unmarshal(hraw, &p.header)
 	h := &p.header
+	if h.forbidden != "" {
+		return nil, fail(ReasonForbiddenHeader, fmt.Sprintf("the token header member %q is refused", h.forbidden), nil)
+	}
 	if h.Alg == "" || strings.EqualFold(h.Alg, "none") || !slices.Contains(algorithms, h.Alg) {
 		return nil, fail(ReasonAlgNotAllowed, "the token's signature algorithm is not allowed", fmt.Errorf("alg %q", h.Alg))
 	}
@@ -173,14 +133,71 @@ func checkKey(alg string, key *signingKey) *Failure {
 	return nil
 }
 
-// verifySignature checks the token's signature with key under alg.
-func verifySignature(token, alg string, key any) error {
+// verifySignature checks the token's signature with key under the
+// header's alg. An RSA signature of a plain header is checked here with
+// crypto/rsa, as jwx checks it, without jwx parsing the token again; any
+// other goes to jwx.
+func verifySignature(token string, h *header, key any) error {
+	alg := h.Alg
+	if pub, ok := key.(*rsa.PublicKey); ok && h.plain {
+		if hash, pss, ok := rsaAlgorithm(alg); ok {
+			dot := strings.LastIndexByte(token, '.')
+			// Only the one canonical encoding is decoded here; jwx,
+			// which also takes others, checks the rest as before.
+			if sig, err := rawURL.DecodeString(token[dot+1:]); err == nil {
+				return verifyRSA(pub, hash, pss, token[:dot], sig)
+			}
+		}
+	}
 	a, ok := jwa.LookupSignatureAlgorithm(alg)
 	if !ok {
 		return fmt.Errorf("unknown algorithm %q", alg)
 	}
 	_, err := jws.Verify([]byte(token), jws.WithKey(a, key), jws.WithCompact())
 	return err
+}
+
+// rsaAlgorithm returns the hash of an RSA signature algorithm, and whether
+// it is RSASSA-PSS (else PKCS #1 v1.5).
+func rsaAlgorithm(alg string) (hash crypto.Hash, pss, ok bool) {
+	switch alg {
+	case "RS256":
+		return crypto.SHA256, false, true
+	case "RS384":
+		return crypto.SHA384, false, true
+	case "RS512":
+		return crypto.SHA512, false, true
+	case "PS256":
+		return crypto.SHA256, true, true
+	case "PS384":
+		return crypto.SHA384, true, true
+	case "PS512":
+		return crypto.SHA512, true, true
+	}
+	return 0, false, false
+}
+
+// verifyRSA checks sig over signed as jwx does (lestrrat-go/dsig's
+// VerifyRSA): PKCS #1 v1.5, or PSS with a salt as long as the hash
+// (RFC 7518, section 3.5).
+func verifyRSA(pub *rsa.PublicKey, hash crypto.Hash, pss bool, signed string, sig []byte) error {
+	in := unsafe.Slice(unsafe.StringData(signed), len(signed)) // only read
+	var digest []byte
+	switch hash {
+	case crypto.SHA256:
+		s := sha256.Sum256(in)
+		digest = s[:]
+	case crypto.SHA384:
+		s := sha512.Sum384(in)
+		digest = s[:]
+	default:
+		s := sha512.Sum512(in)
+		digest = s[:]
+	}
+	if pss {
+		return rsa.VerifyPSS(pub, hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: hash})
+	}
+	return rsa.VerifyPKCS1v15(pub, hash, digest, sig)
 }
 
 func numericDate(v any) (time.Time, bool) {

@@ -166,7 +166,8 @@ func (o *OIDC) refresh(ctx context.Context) error {
 
 // Verify checks the token's header, signature and claims. A token verified
 // before, still unexpired and signed by a key still published, is answered
-// from the cache.
+// from the cache; a token enters the cache when it is verified a second
+// time, so it is answered from there from its third use on.
 func (o *OIDC) Verify(ctx context.Context, token string) (*identity.Identity, *Failure) {
 	if o.cache == nil {
 		id, _, _, f := o.verify(ctx, token)
@@ -192,7 +193,7 @@ func (o *OIDC) verifyHashed(ctx context.Context, token string, k [32]byte) (*ide
 		return id, nil
 	}
 	id, ring, key, f := o.verify(ctx, token)
-	if f == nil && o.cache != nil {
+	if f == nil && o.cache != nil && o.cache.admit(k) {
 		e := cacheEntry{id: id, exp: id.ExpiresAt.Add(o.cfg.ClockSkew), ring: ring, key: key.thumb}
 		// Only while the key is published: a refresh that removed it in
 		// the meantime must not be outlived by the entry.
@@ -219,7 +220,7 @@ func (o *OIDC) verify(ctx context.Context, token string) (*identity.Identity, *k
 	if f := checkKey(p.header.Alg, key); f != nil {
 		return nil, nil, nil, f
 	}
-	if err := verifySignature(token, p.header.Alg, key.pub); err != nil {
+	if err := verifySignature(token, &p.header, key.pub); err != nil {
 		return nil, nil, nil, fail(ReasonBadSignature, "the token's signature does not verify", err)
 	}
 	// The claims decoded before are the signed ones from here on.
