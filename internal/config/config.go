@@ -91,7 +91,7 @@ type Provider struct {
 	ClockSkew      Duration `yaml:"clock_skew" default:"60s" doc:"Tolerance for exp, nbf and iat."`
 	MaxTokenBytes  int      `yaml:"max_token_bytes" default:"16384" doc:"Largest accepted token."`
 	JWKSRefresh    Duration `yaml:"jwks_refresh" default:"1h" doc:"How often keys are refreshed in the background."`
-	TokenCacheSize int      `yaml:"token_cache_size" default:"10000" doc:"Verified tokens remembered (by SHA-256) so a repeated token skips signature verification; an entry never outlives its token's exp or its signing key. 0 turns the cache off."`
+	TokenCacheSize int      `yaml:"token_cache_size" default:"10000" doc:"Verified tokens remembered (by SHA-256) so a repeated token skips signature verification; a token is remembered when it is verified the second time, so one-shot tokens take no room; an entry never outlives its token's exp or its signing key. 0 turns the cache off."`
 	// GroupOverage resolves groups that a token names only by reference.
 	GroupOverage *GroupOverage `yaml:"group_overage" doc:"entra: when a token carries too many groups to list (group overage: _claim_names.groups, or hasgroups: true), ask Microsoft Graph for the caller's groups, on routes whose rules test groups. Absent, or when Graph fails: the caller's groups are unknown and rules on groups deny (403 groups_unknown); other rules decide as usual."`
 }
