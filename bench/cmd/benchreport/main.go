@@ -157,6 +157,38 @@ func median(c *cell, f func(run) float64) float64 {
 	return (v[n/2-1] + v[n/2]) / 2
 }
 
+// paired is the median over rounds of f(z's run, b's run) for the runs of
+// the same round: the two ran seconds apart, so a machine that slows down
+// for a while (shared, noisy) slows both, and their ratio keeps its sense
+// where a ratio of separate medians would not.
+func paired(z, b *cell, f func(z, b run) float64) float64 {
+	var v []float64
+	for _, rz := range z.runs {
+		for _, rb := range b.runs {
+			if rb.round == rz.round {
+				v = append(v, f(rz, rb))
+			}
+		}
+	}
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	return medianOf(v)
+}
+
+func medianOf(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+func rpsRatio(z, b run) float64 { return z.rps / b.rps }
+func cpuPerReq(z, b run) float64 { return z.cpu / b.cpu }
+func p50Added(z, b run) float64 { return z.p50 - b.p50 }
+
 func peak(c *cell) float64 {
 	m := 0.0
 	for _, r := range c.runs {
@@ -187,8 +219,8 @@ func table(w io.Writer, cells []*cell) {
 	for _, c := range cells {
 		ratio, cpuRatio := "", ""
 		if b := find(cells, c.scenario, "baseline", c.conns); b != nil && c.target != "baseline" {
-			ratio = fmt.Sprintf("%.2f", median(c, rps)/median(b, rps))
-			cpuRatio = fmt.Sprintf("%.2f", median(c, cpu)/median(b, cpu))
+			ratio = fmt.Sprintf("%.2f", paired(c, b, rpsRatio))
+			cpuRatio = fmt.Sprintf("%.2f", paired(c, b, cpuPerReq))
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %.0f | %s | %s | %s | %.1f | %s | %.1f |\n",
 			scenarioNames[c.scenario], c.conns, c.target, median(c, rps), ratio,
@@ -200,6 +232,8 @@ func table(w io.Writer, cells []*cell) {
 		n = max(n, len(c.runs))
 	}
 	fmt.Fprintf(w, "Each figure is the median of %d round(s), except peak RSS (the highest VmHWM of the rounds). "+
+		"The ratios (÷ baseline) are the median of each round's ratio: a target and its baseline run seconds apart "+
+		"in the same round, so a machine that slows for a while slows both. "+
 		"In the direct rows, CPU and RSS are the upstream's.\n\n", n)
 }
 
@@ -228,14 +262,14 @@ func targets(w io.Writer, cells []*cell, runs []run) {
 		if z == nil || b == nil {
 			return math.NaN()
 		}
-		return median(z, rps) / median(b, rps)
+		return paired(z, b, rpsRatio)
 	}
 	added := func(scenario string) float64 {
 		z, b := find(cells, scenario, "ztgate", 1), find(cells, scenario, "baseline", 1)
 		if z == nil || b == nil {
 			return math.NaN()
 		}
-		return (median(z, p50) - median(b, p50)) / 1000
+		return paired(z, b, p50Added) / 1000
 	}
 	rss := math.NaN()
 	for _, c := range cells {
@@ -256,9 +290,15 @@ func targets(w io.Writer, cells []*cell, runs []run) {
 	fmt.Fprintf(w, "| 1 conn, same token: p50 added over bare proxy | ≤ 0.100 ms | %.3f ms | %s |\n", lat, verdict(lat, 0.1, false))
 	// What audit adds to the proxy's CPU per request (issue 5): the same
 	// token with and without the audit store, in the same run.
+	// Each CPU figure is first divided by its own round's baseline (the
+	// machine's speed at that moment), then the two scenarios compared.
 	if a, n := find(cells, "same", "ztgate", maxConns), find(cells, "noaudit", "ztgate", maxConns); a != nil && n != nil {
+		ab, nb := find(cells, "same", "baseline", maxConns), find(cells, "noaudit", "baseline", maxConns)
 		share := (median(a, cpu) - median(n, cpu)) / median(n, cpu) * 100
-		fmt.Fprintf(w, "| audit (SQLite) added to ztgate's CPU per request, %d conns | < 5%% | %.0f%% (%.1f → %.1f µs) | %s |\n",
+		if ab != nil && nb != nil {
+			share = (paired(a, ab, cpuPerReq)/paired(n, nb, cpuPerReq) - 1) * 100
+		}
+		fmt.Fprintf(w, "| audit (SQLite) added to ztgate's CPU per request, %d conns (each run's CPU ÷ its round's baseline) | < 5%% | %.0f%% (medians %.1f → %.1f µs) | %s |\n",
 			maxConns, share, median(n, cpu), median(a, cpu), verdict(share, 5, false))
 	}
 	if v := ratio("pg", maxConns); !math.IsNaN(v) {
