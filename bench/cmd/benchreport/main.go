@@ -185,9 +185,9 @@ func medianOf(v []float64) float64 {
 	return (v[n/2-1] + v[n/2]) / 2
 }
 
-func rpsRatio(z, b run) float64 { return z.rps / b.rps }
+func rpsRatio(z, b run) float64  { return z.rps / b.rps }
 func cpuPerReq(z, b run) float64 { return z.cpu / b.cpu }
-func p50Added(z, b run) float64 { return z.p50 - b.p50 }
+func p50Added(z, b run) float64  { return z.p50 - b.p50 }
 
 func peak(c *cell) float64 {
 	m := 0.0
