@@ -133,6 +133,15 @@ func (p *Pipeline) replayLoop(ctx context.Context) {
 	}
 }
 
+// ReplaySpool writes what the spool holds into the store now, outside
+// Run, and empties it.
+func (p *Pipeline) ReplaySpool(ctx context.Context) error {
+	if p.spool == nil {
+		return nil
+	}
+	return p.replay(ctx)
+}
+
 func (p *Pipeline) replay(ctx context.Context) error {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	last, _, err := p.sink.Last(lctx, p.node)

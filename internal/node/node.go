@@ -870,6 +870,11 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 	if cfg.Audit.HMACKey != "" {
 		key = []byte(cfg.Audit.HMACKey)
 	}
+	if cfg.Audit.Commit != "store" {
+		if err := replayLeftSpool(ctx, cfg, st, name, logger); err != nil {
+			return nil, nil, err
+		}
+	}
 	p, err := audit.NewPipeline(ctx, st, audit.NewChain(key), name, 4096, logger)
 	if err != nil {
 		return nil, nil, err
@@ -889,13 +894,7 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 			logger.Warn("audit journal holds events from an earlier run that the store does not have; they are shipped now", "events", n, "journal", dir)
 		}
 	} else if cfg.Audit.OnFailure == "buffer" {
-		dir := cfg.Audit.SpoolDir
-		if dir == "" {
-			dir = "audit-spool"
-		}
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(filepath.Dir(cfg.File), dir)
-		}
+		dir := spoolDir(cfg)
 		if spool, err = audit.OpenSpool(dir, cfg.Audit.SpoolMaxBytes); err != nil {
 			return nil, nil, err
 		}
@@ -952,6 +951,50 @@ func startAudit(ctx context.Context, cfg *config.Config, st *store.DB, logger *s
 		}
 		closeLocal()
 	}, nil
+}
+
+// spoolDir is the audit spool of commit: store with on_failure: buffer.
+func spoolDir(cfg *config.Config) string {
+	dir := cfg.Audit.SpoolDir
+	if dir == "" {
+		dir = "audit-spool"
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(filepath.Dir(cfg.File), dir)
+	}
+	return dir
+}
+
+// replayLeftSpool writes into st, before the journal starts, what a spool
+// left by an earlier run under commit: store (with on_failure: buffer)
+// still holds, so that switching to the journal loses nothing; the chain
+// then continues after it. A store that cannot take it stops the start.
+func replayLeftSpool(ctx context.Context, cfg *config.Config, st *store.DB, name string, logger *slog.Logger) error {
+	dir := spoolDir(cfg)
+	if _, err := os.Stat(filepath.Join(dir, "audit-spool.jsonl")); err != nil {
+		return nil
+	}
+	sp, err := audit.OpenSpool(dir, cfg.Audit.SpoolMaxBytes)
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	if sp.Len() == 0 {
+		return nil
+	}
+	p, err := audit.NewPipeline(ctx, st, audit.NewChain(nil), name, 1, logger)
+	if err != nil {
+		return err
+	}
+	if err := p.UseSpool(sp); err != nil {
+		return err
+	}
+	n := sp.Len()
+	if err := p.ReplaySpool(ctx); err != nil {
+		return fmt.Errorf("audit spool %s from an earlier run (commit: store) holds %d events the store could not take: %w", sp.Path(), n, err)
+	}
+	logger.Info("audit spool from an earlier run replayed into the store before the journal starts", "events", n, "spool", sp.Path())
+	return nil
 }
 
 // auditNode is this gateway's name in the audit chain.
