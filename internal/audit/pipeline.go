@@ -194,11 +194,12 @@ func (p *Pipeline) replay(ctx context.Context) error {
 	}
 }
 
-// Failing reports whether the last write failed (with a journal under
-// on_failure: deny, also whether the store refuses what the journal ships). The gateway then refuses
-// requests before they reach an upstream (whose side effects would go
-// unrecorded); the events of those refusals are the probes that find the
-// store back, and the first one written clears the flag.
+// Failing reports whether the last write failed, and with a journal under
+// on_failure: deny, whether the store refuses what the journal ships. The
+// gateway then refuses requests before they reach an upstream (whose side
+// effects would go unrecorded). Without a journal the events of those
+// refusals are the probes that find the store back; with one, the
+// shipper's retries are, and its first shipment taken clears the flag.
 func (p *Pipeline) Failing() bool {
 	return p.failing.Load() || p.denyBehind && p.storeFailed.Load()
 }
@@ -215,8 +216,9 @@ func NewPipeline(ctx context.Context, sink Sink, chain *Chain, node string, queu
 // Node returns the node name the pipeline chains under.
 func (p *Pipeline) Node() string { return p.node }
 
-// Record makes ev durable and returns nil, or returns ErrUnavailable. It
-// waits at most wait for room in the queue and for the write.
+// Record makes ev durable and returns nil, or returns ErrUnavailable.
+// Without a journal it waits at most wait for room in the queue and for
+// the store's commit; with one it writes the journal itself (not timed).
 func (p *Pipeline) Record(ctx context.Context, ev Event, wait time.Duration) error {
 	ev.Node = p.node
 	if p.journal != nil {

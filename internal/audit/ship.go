@@ -137,7 +137,13 @@ func (p *Pipeline) journalRecord(ev *Event) error {
 		// A shipper that cannot keep up holds the writers back a little
 		// (the old store commit's pace) rather than falling back to
 		// reading the journal's files, which costs more.
-		for deadline := time.Now().Add(time.Second); len(p.toShip)+len(g.recs) > shipMemory && !p.storeFailed.Load() && time.Now().Before(deadline); {
+		var deadline time.Time // set only when the writers must wait
+		for len(p.toShip)+len(g.recs) > shipMemory && !p.storeFailed.Load() {
+			if deadline.IsZero() {
+				deadline = time.Now().Add(time.Second)
+			} else if time.Now().After(deadline) {
+				break
+			}
 			select {
 			case p.kick <- struct{}{}:
 			default:

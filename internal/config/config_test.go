@@ -153,6 +153,8 @@ func TestLoadErrors(t *testing.T) {
 		{"dlp card_last4 without cards", base + "        dlp: { mask: [email], card_last4: true }\n", []string{"dlp.card_last4: card_last4 needs credit_card under mask"}},
 		{"rate limit bad key", base + "        rate_limit: { key: tenant+user, limit: 1, per: 1m }\n", []string{"services[0].routes[0].rate_limit.key: bad key part \"user\""}},
 		{"rate limit zero", base + "        rate_limit: { limit: 0, per: 1m }\n", []string{"rate_limit.limit: must be at least 1"}},
+		{"journal bound too small", base + "store: { dsn: x.db }\naudit: { journal_max_bytes: 4096 }\n", []string{"audit.journal_max_bytes: must be at least 1 MiB"}},
+		{"unknown audit commit", base + "store: { dsn: x.db }\naudit: { commit: later }\n", []string{"audit.commit"}},
 		{"rate limit missing per", base + "        rate_limit: { limit: 5 }\n", []string{"rate_limit: missing required key \"per\""}},
 		{"redis without url", base + "state: { driver: redis }\n", []string{"state.url: bad Redis URL"}},
 		{"postgres dsn not a URL", base + "store: { driver: postgres, dsn: \"host=db password=hunter2\" }\n", []string{"store.dsn: postgres wants a postgres:// URL", "(a connection string holding a password)"}},

@@ -93,6 +93,9 @@ func (c *Config) Validate() error {
 	if c.Audit.SpoolMaxBytes < 1<<20 {
 		v.errorf("audit.spool_max_bytes", "must be at least 1 MiB")
 	}
+	if c.Audit.JournalMaxBytes < 1<<20 {
+		v.errorf("audit.journal_max_bytes", "must be at least 1 MiB")
+	}
 	if c.Audit.WriteTimeout.D() <= 0 || c.Audit.WriteTimeout.D() > 30*time.Second {
 		v.errorf("audit.write_timeout", "must be between 1ms and 30s")
 	}

@@ -22,44 +22,33 @@ import (
 // events/s and checks afterwards that every event is in the store (zero
 // loss).
 func BenchmarkAuditPipeline(b *testing.B) {
-	b.Run("journal-sqlite", func(b *testing.B) {
-		benchPipelineMode(b, true, func(b *testing.B) *DB {
-			s, err := OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "a.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return s
-		})
-	})
-	b.Run("journal-postgres", func(b *testing.B) {
-		srv := pgtest.Start(b)
-		benchPipelineMode(b, true, func(b *testing.B) *DB {
-			s, err := OpenPostgres(context.Background(), srv.NewDatabase())
-			if err != nil {
-				b.Fatal(err)
-			}
-			return s
-		})
-	})
-	b.Run("sqlite", func(b *testing.B) {
-		benchPipeline(b, func(b *testing.B) *DB {
-			s, err := OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "a.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return s
-		})
-	})
-	b.Run("postgres", func(b *testing.B) {
-		srv := pgtest.Start(b)
-		benchPipeline(b, func(b *testing.B) *DB {
-			s, err := OpenPostgres(context.Background(), srv.NewDatabase())
-			if err != nil {
-				b.Fatal(err)
-			}
-			return s
-		})
-	})
+	openSQLite := func(b *testing.B) *DB {
+		s, err := OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "a.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	openPostgres := func(b *testing.B) *DB {
+		srv := pgtest.Start(b) // stopped at the end of the sub-benchmark's run
+		s, err := OpenPostgres(context.Background(), srv.NewDatabase())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name    string
+		journal bool
+		open    func(*testing.B) *DB
+	}{
+		{"journal-sqlite", true, openSQLite},
+		{"journal-postgres", true, openPostgres},
+		{"sqlite", false, openSQLite},
+		{"postgres", false, openPostgres},
+	} {
+		b.Run(tc.name, func(b *testing.B) { benchPipelineMode(b, tc.journal, tc.open) })
+	}
 }
 
 // BenchmarkAuditAppend is one batch of n records written by the store,
@@ -104,8 +93,6 @@ func benchEvent() audit.Event {
 		UserAgent: "partner-client/2.1", Method: "GET", URL: "/orders/42?expand=REDACTED", Status: 200, DurationMS: 0.42,
 	}
 }
-
-func benchPipeline(b *testing.B, open func(b *testing.B) *DB) { benchPipelineMode(b, false, open) }
 
 func benchPipelineMode(b *testing.B, journal bool, open func(b *testing.B) *DB) {
 	s := open(b)
