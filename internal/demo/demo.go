@@ -175,7 +175,7 @@ Try:
   # 4. denied 401 missing_credentials: no token, no entry
   curl -s %[1]s/orders/42
 
-  # 5. denied 404 no_route: unknown paths are never forwarded, even disguised
+  # 5. denied 403 no_allow_rule: a disguised path is cleaned first, so it meets the admin route's default deny
   curl -s --path-as-is %[1]s/orders/../admin/keys -H "Authorization: Bearer $WRITER"
 
   # 6. spoofed identity headers are stripped: see what the upstream received

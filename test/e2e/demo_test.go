@@ -97,6 +97,9 @@ func TestDemo(t *testing.T) {
 	if status != 403 || !strings.Contains(body, "no_allow_rule") {
 		t.Errorf("disguised path: got %d %s, want the admin route's default deny", status, body)
 	}
+	if !strings.Contains(g, "denied 403 no_allow_rule: a disguised path") {
+		t.Errorf("the guide does not say what the disguised path gets (403 no_allow_rule):\n%s", g)
+	}
 	// Decisions are visible in the log.
 	waitFor(t, "decision log lines", func() bool {
 		l := logs.String()
