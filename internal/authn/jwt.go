@@ -5,16 +5,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
+	_ "crypto/sha256" // crypto.SHA256.New in verifyRSA
+	_ "crypto/sha512" // crypto.SHA384 and SHA512
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -181,19 +181,9 @@ func rsaAlgorithm(alg string) (hash crypto.Hash, pss, ok bool) {
 // VerifyRSA): PKCS #1 v1.5, or PSS with a salt as long as the hash
 // (RFC 7518, section 3.5).
 func verifyRSA(pub *rsa.PublicKey, hash crypto.Hash, pss bool, signed string, sig []byte) error {
-	in := unsafe.Slice(unsafe.StringData(signed), len(signed)) // only read
-	var digest []byte
-	switch hash {
-	case crypto.SHA256:
-		s := sha256.Sum256(in)
-		digest = s[:]
-	case crypto.SHA384:
-		s := sha512.Sum384(in)
-		digest = s[:]
-	default:
-		s := sha512.Sum512(in)
-		digest = s[:]
-	}
+	h := hash.New()
+	io.WriteString(h, signed)
+	digest := h.Sum(nil)
 	if pss {
 		return rsa.VerifyPSS(pub, hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: hash})
 	}
