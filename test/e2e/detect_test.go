@@ -38,11 +38,16 @@ func TestDetectionBlocksBadTokenBurst(t *testing.T) {
 			t.Fatalf("bad token: %d, want 401", status)
 		}
 	}
-	seen := len(up.Requests())
+	// Wait for the block itself (not with good requests, which pass until
+	// the detector has seen the burst), then try a good one.
 	waitFor(t, "the block", func() bool {
-		status, body, _ := do(t, "GET", g.URL+"/orders/1", good, nil)
-		return status == 403 && decodeError(t, body).Reason == "blocked"
+		status, body, _ := do(t, "GET", g.Admin+"/v1/blocks", "", nil)
+		return status == 200 && strings.Contains(string(body), "127.0.0.1")
 	})
+	seen := len(up.Requests())
+	if status, body, _ := do(t, "GET", g.URL+"/orders/1", good, nil); status != 403 || decodeError(t, body).Reason != "blocked" {
+		t.Fatalf("a good request from the blocked address: %d %s, want 403 blocked", status, body)
+	}
 	if n := len(up.Requests()); n != seen {
 		t.Fatalf("the upstream saw %d requests while the address was blocked", n-seen)
 	}
