@@ -337,19 +337,31 @@ func (s *DB) Close() error {
 	return s.db.Close()
 }
 
-// insertChunk is the most records one INSERT carries; Append prepares one
-// statement per batch size up to it and reuses them, so a steady stream
-// of batches costs no SQL parsing.
+// insertChunk is the most records one INSERT carries. Append splits a
+// batch into INSERTs of 64, 32, 16, ... 1 records and prepares each of
+// those seven statements once per connection, so a steady stream of
+// batches costs no SQL parsing. (A statement for every size from 1 to 64
+// would cost the embedded SQLite about 4 MB per connection.)
 const insertChunk = 64
 
+// chunkLen is the size of the next INSERT for n records: the largest
+// power of two up to insertChunk that is at most n.
+func chunkLen(n int) int {
+	c := insertChunk
+	for c > n {
+		c >>= 1
+	}
+	return c
+}
+
 // Append writes records atomically, as multi-row inserts of prepared
-// statements: a batch of up to 64 records is one statement (atomic on its
-// own), a larger one a transaction of several.
+// statements: a batch that one statement carries is atomic on its own,
+// a larger one is a transaction of several.
 func (s *DB) Append(ctx context.Context, recs []audit.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	if len(recs) <= insertChunk {
+	if chunkLen(len(recs)) == len(recs) {
 		st, err := s.insert(ctx, len(recs))
 		if err != nil {
 			return err
@@ -362,8 +374,9 @@ func (s *DB) Append(ctx context.Context, recs []audit.Record) error {
 		return err
 	}
 	defer tx.Rollback()
-	for start := 0; start < len(recs); start += insertChunk {
-		part := recs[start:min(start+insertChunk, len(recs))]
+	for start := 0; start < len(recs); {
+		part := recs[start : start+chunkLen(len(recs)-start)]
+		start += len(part)
 		st, err := s.insert(ctx, len(part))
 		if err != nil {
 			return err

@@ -363,3 +363,48 @@ func testRetention(t *testing.T, open func() *DB) {
 		t.Fatal("a deletion after the checkpoint went unnoticed")
 	}
 }
+
+// TestAppendBatchSizes: batches of every size from 1 to past two chunks
+// land whole and in order, through the seven prepared INSERTs only.
+func TestAppendBatchSizes(t *testing.T) { eachStore(t, testAppendBatchSizes) }
+
+func testAppendBatchSizes(t *testing.T, open func() *DB) {
+	ctx := context.Background()
+	s := open()
+	chain := audit.NewChain([]byte("k"))
+	seq, prev := int64(0), ""
+	for n := 1; n <= 2*insertChunk+3; n++ {
+		recs := make([]audit.Record, n)
+		for i := range recs {
+			seq++
+			ev := audit.Event{Time: time.Unix(1000+seq, 0), RequestID: fmt.Sprint("r", seq), Decision: "allow", Status: 200}
+			body, err := audit.Canonical(&ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := chain.Link("node-a", seq, prev, body)
+			recs[i] = audit.Record{Node: "node-a", Seq: seq, Event: ev, Body: body, PrevHash: prev, Hash: h}
+			prev = h
+		}
+		if err := s.Append(ctx, recs); err != nil {
+			t.Fatalf("batch of %d: %v", n, err)
+		}
+	}
+	got, err := s.Chain(ctx, "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(got)) != seq {
+		t.Fatalf("store holds %d records, want %d", len(got), seq)
+	}
+	if p := chain.Verify(got); p != nil {
+		t.Fatalf("chain broken: %+v", p)
+	}
+	s.insMu.Lock()
+	defer s.insMu.Unlock()
+	for n := range s.ins {
+		if n&(n-1) != 0 || n > insertChunk {
+			t.Errorf("prepared an INSERT of %d records; only powers of two up to %d are expected", n, insertChunk)
+		}
+	}
+}
