@@ -120,7 +120,7 @@ func seed(t testing.TB, now time.Time, ts []traffic) *store.DB {
 			}
 			seq[e.Node]++
 			h := chain.Link(e.Node, seq[e.Node], prev[e.Node], body)
-			recs = append(recs, audit.Record{Node: e.Node, Seq: seq[e.Node], Event: e, Body: body, PrevHash: prev[e.Node], Hash: h})
+			recs = append(recs, audit.Record{Node: e.Node, Seq: seq[e.Node], Event: e, Body: string(body), PrevHash: prev[e.Node], Hash: h})
 			prev[e.Node] = h
 		}
 	}

@@ -70,7 +70,7 @@ type Record struct {
 	Node     string
 	Seq      int64
 	Event    Event
-	Body     []byte // canonical JSON of Event, as hashed
+	Body     string // canonical JSON of Event, as hashed
 	PrevHash string
 	Hash     string
 }
@@ -147,14 +147,14 @@ func (c *Chain) VerifyFrom(after int64, prev string, recs []Record) *Problem {
 		case r.Seq < want:
 			return &Problem{r.Node, r.Seq, "reordered or duplicated"}
 		}
-		if c.Link(r.Node, r.Seq, r.PrevHash, r.Body) != r.Hash {
+		if c.Link(r.Node, r.Seq, r.PrevHash, []byte(r.Body)) != r.Hash {
 			return &Problem{r.Node, r.Seq, "altered or moved: the record does not match its hash"}
 		}
 		if r.PrevHash != prev {
 			return &Problem{r.Node, r.Seq, "reordered: the record does not follow its predecessor"}
 		}
 		var e Event
-		if err := json.Unmarshal(r.Body, &e); err != nil {
+		if err := json.Unmarshal([]byte(r.Body), &e); err != nil {
 			return &Problem{r.Node, r.Seq, "altered: the body is not an event"}
 		}
 		// The searchable columns must say what the hashed body says, or a

@@ -188,8 +188,8 @@ func parseJournalLine(line []byte) (Record, error) {
 	if err := json.Unmarshal(line, &l); err != nil {
 		return Record{}, fmt.Errorf("unreadable: %w", err)
 	}
-	rec := Record{Node: l.Node, Seq: l.Seq, Body: []byte(l.Body), PrevHash: l.PrevHash, Hash: l.Hash}
-	if err := json.Unmarshal(rec.Body, &rec.Event); err != nil {
+	rec := Record{Node: l.Node, Seq: l.Seq, Body: string(l.Body), PrevHash: l.PrevHash, Hash: l.Hash}
+	if err := json.Unmarshal(l.Body, &rec.Event); err != nil {
 		return Record{}, fmt.Errorf("event unreadable: %w", err)
 	}
 	return rec, nil

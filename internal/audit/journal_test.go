@@ -183,7 +183,7 @@ func TestJournalSegments(t *testing.T) {
 		ev := Event{RequestID: fmt.Sprint("r", seq), Node: "n1"}
 		body, _ := Canonical(&ev)
 		h := c.Link("n1", seq, prev, body)
-		if err := j.Append([]Record{{Node: "n1", Seq: seq, Event: ev, Body: body, PrevHash: prev, Hash: h}}); err != nil {
+		if err := j.Append([]Record{{Node: "n1", Seq: seq, Event: ev, Body: string(body), PrevHash: prev, Hash: h}}); err != nil {
 			t.Fatal(err)
 		}
 		prev = h
@@ -216,7 +216,7 @@ func TestJournalSegments(t *testing.T) {
 	j.max = j.Size() + 10
 	ev := Event{RequestID: "big"}
 	body, _ := Canonical(&ev)
-	if err := j.Append([]Record{{Node: "n1", Seq: 101, Body: body, PrevHash: prev}}); !errors.Is(err, ErrJournalFull) {
+	if err := j.Append([]Record{{Node: "n1", Seq: 101, Body: string(body), PrevHash: prev}}); !errors.Is(err, ErrJournalFull) {
 		t.Fatalf("past its bound: %v, want ErrJournalFull", err)
 	}
 	if err := j.Release(100); err != nil || j.Len() != 0 || j.Size() != 0 {

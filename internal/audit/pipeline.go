@@ -313,7 +313,7 @@ func (p *Pipeline) write(batch []*pending) {
 		}
 		seq++
 		h := p.chain.Link(p.node, seq, prev, body)
-		recs = append(recs, Record{Node: p.node, Seq: seq, Event: pd.ev, Body: body, PrevHash: prev, Hash: h})
+		recs = append(recs, Record{Node: p.node, Seq: seq, Event: pd.ev, Body: string(body), PrevHash: prev, Hash: h})
 		prev = h
 	}
 	var err error

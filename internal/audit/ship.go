@@ -89,7 +89,7 @@ func (p *Pipeline) journalRecord(ev *Event) error {
 	}
 	p.mu.Lock()
 	seq := p.seq + 1
-	rec := Record{Node: p.node, Seq: seq, Event: *ev, Body: body, PrevHash: p.prev}
+	rec := Record{Node: p.node, Seq: seq, Event: *ev, Body: string(body), PrevHash: p.prev}
 	rec.Hash = p.chain.Link(p.node, seq, p.prev, body)
 	p.seq, p.prev = seq, rec.Hash
 	g := p.open

@@ -82,7 +82,7 @@ func (s *Spool) Append(recs []Record) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	for _, r := range recs {
-		if err := enc.Encode(spooled{Node: r.Node, Seq: r.Seq, Body: string(r.Body), PrevHash: r.PrevHash, Hash: r.Hash}); err != nil {
+		if err := enc.Encode(spooled{Node: r.Node, Seq: r.Seq, Body: r.Body, PrevHash: r.PrevHash, Hash: r.Hash}); err != nil {
 			return err
 		}
 	}
@@ -145,8 +145,8 @@ func (s *Spool) parse(line []byte, off int64) (Record, error) {
 	if err := json.Unmarshal(line, &sp); err != nil {
 		return Record{}, fmt.Errorf("audit spool %s: record at byte %d unreadable: %w", s.path, off, err)
 	}
-	rec := Record{Node: sp.Node, Seq: sp.Seq, Body: []byte(sp.Body), PrevHash: sp.PrevHash, Hash: sp.Hash}
-	if err := json.Unmarshal(rec.Body, &rec.Event); err != nil {
+	rec := Record{Node: sp.Node, Seq: sp.Seq, Body: sp.Body, PrevHash: sp.PrevHash, Hash: sp.Hash}
+	if err := json.Unmarshal([]byte(sp.Body), &rec.Event); err != nil {
 		return Record{}, fmt.Errorf("audit spool %s: event at byte %d unreadable: %w", s.path, off, err)
 	}
 	return rec, nil

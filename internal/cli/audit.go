@@ -98,11 +98,11 @@ func auditCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			for _, r := range recs {
 				if asJSON {
-					fmt.Fprintln(out, string(r.Body))
+					fmt.Fprintln(out, r.Body)
 					continue
 				}
 				var e audit.Event
-				_ = json.Unmarshal(r.Body, &e)
+				_ = json.Unmarshal([]byte(r.Body), &e)
 				fmt.Fprintf(out, "%s  %-10s %3d %-24s %-6s %-30s %s %s\n", e.Time.Format(time.RFC3339), e.Decision, e.Status, e.Service+"/"+e.Route, e.Method, e.URL, e.Identity, e.ResultDetails)
 			}
 			if next != "" {

@@ -664,7 +664,7 @@ func (n *Node) auditQuery() admin.AuditFunc {
 		}
 		out := make([]json.RawMessage, len(recs))
 		for i, r := range recs {
-			out[i] = r.Body
+			out[i] = json.RawMessage(r.Body)
 		}
 		return out, next, nil
 	}

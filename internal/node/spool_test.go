@@ -41,7 +41,7 @@ func TestReplayLeftSpool(t *testing.T) {
 		ev := audit.Event{Time: time.Unix(seq, 0).UTC(), RequestID: fmt.Sprint("r", seq), Decision: "allow", Node: "gw"}
 		body, _ := audit.Canonical(&ev)
 		h := chain.Link("gw", seq, prev, body)
-		recs = append(recs, audit.Record{Node: "gw", Seq: seq, Event: ev, Body: body, PrevHash: prev, Hash: h})
+		recs = append(recs, audit.Record{Node: "gw", Seq: seq, Event: ev, Body: string(body), PrevHash: prev, Hash: h})
 		prev = h
 	}
 	if err := st.Append(context.Background(), recs[:2]); err != nil {

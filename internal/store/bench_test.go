@@ -71,7 +71,7 @@ func BenchmarkAuditAppend(b *testing.B) {
 				for i := range recs {
 					seq++
 					h := chain.Link("bench", seq, prev, body)
-					recs[i] = audit.Record{Node: "bench", Seq: seq, Event: ev, Body: body, PrevHash: prev, Hash: h}
+					recs[i] = audit.Record{Node: "bench", Seq: seq, Event: ev, Body: string(body), PrevHash: prev, Hash: h}
 					prev = h
 				}
 				if err := s.Append(context.Background(), recs); err != nil {

@@ -393,7 +393,7 @@ func insertArgs(recs []audit.Record) []any {
 	for i := range recs {
 		r := &recs[i]
 		e := &r.Event
-		args = append(args, r.Node, r.Seq, e.Time.UnixNano(), e.RequestID, e.Decision, e.Service, e.Route, e.Identity, e.Status, string(r.Body), r.PrevHash, r.Hash)
+		args = append(args, r.Node, r.Seq, e.Time.UnixNano(), e.RequestID, e.Decision, e.Service, e.Route, e.Identity, e.Status, r.Body, r.PrevHash, r.Hash)
 	}
 	return args
 }
@@ -534,7 +534,7 @@ func (s *DB) Chain(ctx context.Context, node string) ([]audit.Record, error) {
 		if err := rows.Scan(&r.Node, &r.Seq, &body, &r.PrevHash, &r.Hash, &ns, &e.RequestID, &e.Decision, &e.Service, &e.Route, &e.Identity, &e.Status); err != nil {
 			return nil, err
 		}
-		r.Body = []byte(body)
+		r.Body = body
 		e.Time = time.Unix(0, ns).UTC()
 		e.Node = r.Node
 		out = append(out, r)
@@ -573,7 +573,7 @@ func (s *DB) scan(ctx context.Context, q string, args ...any) ([]audit.Record, e
 		if err := rows.Scan(&r.Node, &r.Seq, &body, &r.PrevHash, &r.Hash); err != nil {
 			return nil, err
 		}
-		r.Body = []byte(body)
+		r.Body = body
 		out = append(out, r)
 	}
 	return out, rows.Err()

@@ -383,7 +383,7 @@ func testAppendBatchSizes(t *testing.T, open func() *DB) {
 				t.Fatal(err)
 			}
 			h := chain.Link("node-a", seq, prev, body)
-			recs[i] = audit.Record{Node: "node-a", Seq: seq, Event: ev, Body: body, PrevHash: prev, Hash: h}
+			recs[i] = audit.Record{Node: "node-a", Seq: seq, Event: ev, Body: string(body), PrevHash: prev, Hash: h}
 			prev = h
 		}
 		if err := s.Append(ctx, recs); err != nil {

@@ -33,7 +33,7 @@ func records(n int) []audit.Record {
 			URL: fmt.Sprintf("/orders/%d?x=REDACTED", seq), Status: 200, RequestBytes: 12, DurationMS: 3.5, Node: "gw-1",
 		}
 		body, _ := audit.Canonical(&ev)
-		out[i] = audit.Record{Node: "gw-1", Seq: seq, Event: ev, Body: body, PrevHash: fmt.Sprintf("h%d", seq-1), Hash: fmt.Sprintf("h%d", seq)}
+		out[i] = audit.Record{Node: "gw-1", Seq: seq, Event: ev, Body: string(body), PrevHash: fmt.Sprintf("h%d", seq-1), Hash: fmt.Sprintf("h%d", seq)}
 	}
 	return out
 }

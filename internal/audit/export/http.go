@@ -106,7 +106,7 @@ type envelope struct {
 }
 
 func marshalEnvelope(r *audit.Record) ([]byte, error) {
-	body := r.Body
+	body := json.RawMessage(r.Body)
 	if len(body) == 0 {
 		var err error
 		if body, err = audit.Canonical(&r.Event); err != nil {

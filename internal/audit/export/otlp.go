@@ -91,7 +91,7 @@ func otlpSeverity(decision string) (int, string) {
 func otlpRecord(r *audit.Record, observed int64) otlpLogRecord {
 	e := &r.Event
 	num, text := otlpSeverity(e.Decision)
-	body := string(r.Body)
+	body := r.Body
 	if body == "" {
 		b, _ := audit.Canonical(e)
 		body = string(b)
