@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -29,6 +30,39 @@ func TestPaired(t *testing.T) {
 		got := paired(tc.z, tc.b, rpsRatio)
 		if math.IsNaN(tc.want) != math.IsNaN(got) || !math.IsNaN(got) && math.Abs(got-tc.want) > 0.001 {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestReadRSSSplit: the file and private parts of the resident set are
+// read when the TSV has them, and are unknown (NaN) in the older shape.
+func TestReadRSSSplit(t *testing.T) {
+	head := "round\tscenario\ttarget\tconns\trps\tp50_us\tp99_us\tcpu_us_per_req\trss_kb\trequests\twarm_requests\tnon2xx\terrors\taudit_rows\tanswered"
+	row := "1\tsame\tztgate\t64\t5000\t100\t900\t150\t53000\t50000\t9000\t0\t0\t50000\t50000"
+	for _, tc := range []struct {
+		name       string
+		in         string
+		file, anon float64
+		err        bool
+	}{
+		{"with the split", head + "\trss_file_kb\trss_anon_kb\n" + row + "\t28000\t24000\n", 28000, 24000, false},
+		{"older file", head + "\n" + row + "\n", math.NaN(), math.NaN(), false},
+		{"one field short", head + "\n" + row + "\t28000\n", 0, 0, true},
+	} {
+		runs, err := read(strings.NewReader(tc.in))
+		if tc.err {
+			if err == nil {
+				t.Errorf("%s: read it, want an error", tc.name)
+			}
+			continue
+		}
+		if err != nil || len(runs) != 1 {
+			t.Fatalf("%s: %d runs, %v", tc.name, len(runs), err)
+		}
+		r := runs[0]
+		same := func(a, b float64) bool { return math.IsNaN(a) && math.IsNaN(b) || a == b }
+		if r.rssKB != 53000 || !same(r.fileKB, tc.file) || !same(r.anonKB, tc.anon) {
+			t.Errorf("%s: rss %v file %v anon %v, want 53000 %v %v", tc.name, r.rssKB, r.fileKB, r.anonKB, tc.file, tc.anon)
 		}
 	}
 }
