@@ -7,6 +7,7 @@ package audit
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"hash"
@@ -82,8 +83,16 @@ func Canonical(e *Event) ([]byte, error) { return json.Marshal(e) }
 // Chain computes the hashes of a node's records. With a key it is an HMAC,
 // so a party without the key cannot rebuild a consistent chain.
 type Chain struct {
-	key    []byte
-	hashes sync.Pool // of hash.Hash: an HMAC keeps its padded key, set up once
+	key     []byte
+	linkers sync.Pool // of *linker: an HMAC keeps its padded key, set up once
+}
+
+// linker is one hasher and the scratch space to feed it without
+// allocating.
+type linker struct {
+	h    hash.Hash
+	head []byte // node, 0, seq (8 bytes, big-endian), prev, 0
+	sum  [sha256.Size]byte
 }
 
 // NewChain returns a chain hasher; key may be nil.
@@ -99,23 +108,20 @@ func (c *Chain) newHash() hash.Hash {
 // Link returns the hash of a record: over the node, sequence, previous hash
 // and canonical body.
 func (c *Chain) Link(node string, seq int64, prev string, body []byte) string {
-	h, _ := c.hashes.Get().(hash.Hash)
-	if h == nil {
-		h = c.newHash()
+	l, _ := c.linkers.Get().(*linker)
+	if l == nil {
+		l = &linker{h: c.newHash()}
 	}
-	defer func() { h.Reset(); c.hashes.Put(h) }()
-	h.Write([]byte(node))
-	h.Write([]byte{0})
-	var b [8]byte
-	for i := range 8 {
-		b[i] = byte(seq >> (8 * (7 - i)))
-	}
-	h.Write(b[:])
-	h.Write([]byte(prev))
-	h.Write([]byte{0})
-	h.Write(body)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	defer func() { l.h.Reset(); c.linkers.Put(l) }()
+	b := append(l.head[:0], node...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(seq))
+	b = append(b, prev...)
+	b = append(b, 0)
+	l.head = b
+	l.h.Write(b)
+	l.h.Write(body)
+	return hex.EncodeToString(l.h.Sum(l.sum[:0]))
 }
 
 // Problem is the first inconsistency found in a chain.
