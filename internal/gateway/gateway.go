@@ -393,7 +393,10 @@ type event struct {
 func (g *Gateway) record(r *http.Request, st *reqState, ev *event, herr *httpError) {
 	dur := time.Since(ev.start)
 	g.metrics.observe(ev, dur)
-	attrs := []slog.Attr{
+	// Room for every attribute below, so that the appends stay on the
+	// stack: this line is written for every request.
+	attrs := make([]slog.Attr, 0, 18)
+	attrs = append(attrs,
 		slog.String("request_id", st.requestID),
 		slog.String("method", ev.method),
 		slog.String("path", st.path),
@@ -403,7 +406,7 @@ func (g *Gateway) record(r *http.Request, st *reqState, ev *event, herr *httpErr
 		slog.Int("status", ev.status),
 		slog.String("remote", r.RemoteAddr),
 		slog.Duration("duration", dur),
-	}
+	)
 	if ev.reason != "" {
 		attrs = append(attrs, slog.String("reason", ev.reason))
 	}
