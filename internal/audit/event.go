@@ -5,6 +5,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -19,6 +20,10 @@ import (
 // WebSession schema (EventType ApiRequest), or one change made on the
 // control plane (EventType Admin: Object names what changed, Identity who
 // changed it). It never holds a raw token or key.
+//
+// A field added here must be added to AppendCanonical too, in the same
+// place in the order: events are hashed over that encoding.
+// TestAppendCanonicalCoversEveryField fails until it is.
 type Event struct {
 	Time          time.Time `json:"time"`
 	EventType     string    `json:"event_type"` // ApiRequest | Admin | Alert | DlpResult
@@ -76,9 +81,27 @@ type Record struct {
 	Hash     string
 }
 
+// canonicalBufs holds encoding buffers, so that Canonical allocates only
+// the exact-size result.
+var canonicalBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
 // Canonical returns the bytes an event is hashed over: its JSON encoding,
-// whose field order is fixed by the struct.
-func Canonical(e *Event) ([]byte, error) { return json.Marshal(e) }
+// whose field order is fixed by the struct. They are json.Marshal's bytes,
+// written by AppendCanonical without reflection; an event json.Marshal
+// rejects is still rejected, with json.Marshal's error.
+func Canonical(e *Event) ([]byte, error) {
+	if !encodable(e) {
+		return json.Marshal(e)
+	}
+	bp := canonicalBufs.Get().(*[]byte)
+	b := AppendCanonical((*bp)[:0], e)
+	out := bytes.Clone(b)
+	if cap(b) <= 64<<10 { // an outsized event's buffer is left to the collector
+		*bp = b
+		canonicalBufs.Put(bp)
+	}
+	return out, nil
+}
 
 // Chain computes the hashes of a node's records. With a key it is an HMAC,
 // so a party without the key cannot rebuild a consistent chain.
