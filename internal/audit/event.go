@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"hash"
 	"sync"
 	"time"
@@ -90,17 +91,33 @@ var canonicalBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); retu
 // written by AppendCanonical without reflection; an event json.Marshal
 // rejects is still rejected, with json.Marshal's error.
 func Canonical(e *Event) ([]byte, error) {
+	bp, err := encodeCanonical(e)
+	if err != nil {
+		return nil, err
+	}
+	defer releaseCanonical(bp)
+	return bytes.Clone(*bp), nil
+}
+
+// encodeCanonical writes e's canonical bytes into a pooled buffer, to be
+// handed back with releaseCanonical once they are copied and hashed.
+func encodeCanonical(e *Event) (*[]byte, error) {
 	if !encodable(e) {
-		return json.Marshal(e)
+		_, err := json.Marshal(e) // fails, with its own words
+		if err == nil {
+			err = errors.New("audit: event cannot be encoded")
+		}
+		return nil, err
 	}
 	bp := canonicalBufs.Get().(*[]byte)
-	b := AppendCanonical((*bp)[:0], e)
-	out := bytes.Clone(b)
-	if cap(b) <= 64<<10 { // an outsized event's buffer is left to the collector
-		*bp = b
+	*bp = AppendCanonical((*bp)[:0], e)
+	return bp, nil
+}
+
+func releaseCanonical(bp *[]byte) {
+	if cap(*bp) <= 64<<10 { // an outsized event's buffer is left to the collector
 		canonicalBufs.Put(bp)
 	}
-	return out, nil
 }
 
 // Chain computes the hashes of a node's records. With a key it is an HMAC,

@@ -306,14 +306,15 @@ func (p *Pipeline) write(batch []*pending) {
 	recs := make([]Record, 0, len(batch))
 	seq, prev := p.seq, p.prev
 	for _, pd := range batch {
-		body, err := Canonical(&pd.ev)
+		bp, err := encodeCanonical(&pd.ev)
 		if err != nil {
 			pd.done <- fmt.Errorf("%w: %v", ErrUnavailable, err)
 			continue
 		}
 		seq++
-		h := p.chain.Link(p.node, seq, prev, body)
-		recs = append(recs, Record{Node: p.node, Seq: seq, Event: pd.ev, Body: string(body), PrevHash: prev, Hash: h})
+		h := p.chain.Link(p.node, seq, prev, *bp)
+		recs = append(recs, Record{Node: p.node, Seq: seq, Event: pd.ev, Body: string(*bp), PrevHash: prev, Hash: h})
+		releaseCanonical(bp)
 		prev = h
 	}
 	var err error

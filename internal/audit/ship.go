@@ -83,15 +83,17 @@ type jgroup struct {
 // the write before it is done. Listeners (OnWritten) see the records in
 // chain order; the shipper finds them in memory.
 func (p *Pipeline) journalRecord(ev *Event) error {
-	body, err := Canonical(ev)
+	bp, err := encodeCanonical(ev)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	rec := Record{Node: p.node, Event: *ev, Body: string(*bp)}
 	p.mu.Lock()
 	seq := p.seq + 1
-	rec := Record{Node: p.node, Seq: seq, Event: *ev, Body: string(body), PrevHash: p.prev}
-	rec.Hash = p.chain.Link(p.node, seq, p.prev, body)
+	rec.Seq, rec.PrevHash = seq, p.prev
+	rec.Hash = p.chain.Link(p.node, seq, p.prev, *bp)
 	p.seq, p.prev = seq, rec.Hash
+	releaseCanonical(bp)
 	g := p.open
 	if g == nil {
 		g = &jgroup{done: make(chan struct{}), lead: make(chan struct{}, 1)}
