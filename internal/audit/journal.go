@@ -43,6 +43,8 @@ type Journal struct {
 	n    int        // records in all segments
 	last Record     // the newest record (Seq 0: none)
 	buf  []byte
+
+	beforeWrite func() // tests: runs before each write, to stall it
 }
 
 type segment struct {
@@ -322,6 +324,9 @@ func (j *Journal) Append(recs []Record) error {
 		return fmt.Errorf("%w: %d bytes waiting for the store, bound %d", ErrJournalFull, j.size, j.max)
 	}
 	s := j.segs[len(j.segs)-1]
+	if j.beforeWrite != nil {
+		j.beforeWrite()
+	}
 	if _, err := j.f.Write(b); err != nil {
 		j.f.Truncate(s.size) // drop a partial write
 		return fmt.Errorf("audit journal: %w", err)

@@ -352,3 +352,83 @@ func TestJournalConcurrentFull(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalStalledWrite: while a journal write hangs (a stalled disk),
+// the requests waiting behind it are refused after their wait instead of
+// hanging, and past stalledGroup new ones are refused at once. Once the
+// disk answers, every record that was chained is written, in order: the
+// chain has no hole, and the refused requests' events are in it (as a
+// store commit that outlives its wait still lands).
+func TestJournalStalledWrite(t *testing.T) {
+	defer func(n int) { stalledGroup = n }(stalledGroup)
+	stalledGroup = 3
+	sink := &memSink{}
+	p, j, stop := newJournalPipeline(t, sink, t.TempDir(), 1<<20, true)
+	defer stop()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	j.mu.Lock()
+	j.beforeWrite = func() {
+		once.Do(func() { close(entered); <-release })
+	}
+	j.mu.Unlock()
+	ctx := context.Background()
+
+	first := make(chan error, 1)
+	go func() { first <- p.Record(ctx, Event{RequestID: "stuck"}, 50*time.Millisecond) }()
+	<-entered // its write hangs
+	waiters := make(chan error, 3)
+	for i := range 3 {
+		go func() { waiters <- p.Record(ctx, Event{RequestID: fmt.Sprint("waits-", i)}, 50*time.Millisecond) }()
+	}
+	for range 3 {
+		select {
+		case err := <-waiters:
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("a request behind a stalled write: %v, want ErrUnavailable", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a request behind a stalled write waited past its timeout")
+		}
+	}
+	// Three records wait in the group: a new request is refused at once.
+	start := time.Now()
+	if err := p.Record(ctx, Event{RequestID: "refused"}, time.Hour); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("past stalledGroup: %v, want ErrUnavailable at once", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("past stalledGroup the refusal took %v", d)
+	}
+	select {
+	case err := <-first:
+		t.Fatalf("the request whose write hangs returned early: %v", err)
+	default:
+	}
+
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("the stalled write, once the disk answered: %v", err)
+	}
+	// The group of refused requests is written by the stand-in writer,
+	// and requests go on as before.
+	for deadline := time.Now().Add(5 * time.Second); p.committed.Load() < 4; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the waiters' group was not written: %d records committed", p.committed.Load())
+		}
+	}
+	if err := p.Record(ctx, Event{RequestID: "after"}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, p)
+	recs := sink.snapshot()
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.Event.RequestID)
+	}
+	if len(recs) != 5 || ids[0] != "stuck" || ids[4] != "after" {
+		t.Fatalf("store holds %v; want stuck, the three refused waiters, after", ids)
+	}
+	if prob := NewChain([]byte("k")).Verify(recs); prob != nil {
+		t.Fatalf("chain broken: %+v", prob)
+	}
+}

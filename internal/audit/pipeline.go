@@ -222,7 +222,7 @@ func (p *Pipeline) Node() string { return p.node }
 func (p *Pipeline) Record(ctx context.Context, ev Event, wait time.Duration) error {
 	ev.Node = p.node
 	if p.journal != nil {
-		return p.journalRecord(&ev)
+		return p.journalRecord(&ev, wait)
 	}
 	pd := &pending{ev: ev, done: make(chan error, 1)}
 	t := time.NewTimer(wait)

@@ -70,11 +70,18 @@ func (p *Pipeline) Flush(ctx context.Context) error {
 // jgroup is the records chained while a journal write was under way: the
 // next write takes them all (group commit without a writer goroutine).
 type jgroup struct {
-	recs []Record
-	err  error
-	done chan struct{} // closed once written (err nil) or failed
-	lead chan struct{} // one waiting member becomes the writer of the group
+	recs     []Record
+	err      error
+	done     chan struct{} // closed once written (err nil) or failed
+	lead     chan struct{} // one waiting member becomes the writer of the group
+	detached bool          // a goroutine stands in as its writer (members gave up waiting)
 }
+
+// stalledGroup is how many records may wait behind a journal write in
+// progress; past it requests are refused at once, without adding to the
+// group (a variable for tests). Waiting requests give up after the write
+// timeout, but their records stay: they are chained.
+var stalledGroup = shipBatch
 
 // journalRecord chains ev and makes it durable in the journal. The first
 // caller with nothing being written writes its event itself, with no
@@ -82,13 +89,23 @@ type jgroup struct {
 // group, which one of them writes (one write(2) for the group) as soon as
 // the write before it is done. Listeners (OnWritten) see the records in
 // chain order; the shipper finds them in memory.
-func (p *Pipeline) journalRecord(ev *Event) error {
+//
+// A request that waits behind a write in progress (a disk that stalls)
+// gives up after wait and is refused; its record stays in its group and is
+// written with it, as a store commit that outlives its wait still lands.
+// The request whose write is under way waits for the disk.
+func (p *Pipeline) journalRecord(ev *Event, wait time.Duration) error {
 	bp, err := encodeCanonical(ev)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	rec := Record{Node: p.node, Event: *ev, Body: string(*bp)}
 	p.mu.Lock()
+	if p.leading && p.open != nil && len(p.open.recs) >= stalledGroup {
+		p.mu.Unlock()
+		releaseCanonical(bp)
+		return fmt.Errorf("%w: the audit journal write has stalled (%d events waiting)", ErrUnavailable, stalledGroup)
+	}
 	seq := p.seq + 1
 	rec.Seq, rec.PrevHash = seq, p.prev
 	rec.Hash = p.chain.Link(p.node, seq, p.prev, *bp)
@@ -102,17 +119,58 @@ func (p *Pipeline) journalRecord(ev *Event) error {
 	g.recs = append(g.recs, rec)
 	if p.leading {
 		p.mu.Unlock()
-		select {
-		case <-g.done:
-			return g.err
-		case <-g.lead: // the writer before handed this group over
+		if lead, err := p.awaitGroup(g, wait); !lead {
+			return err
 		}
 		p.mu.Lock()
 	}
 	p.leading = true
 	p.open = nil
 	p.mu.Unlock()
-	err = p.journal.Append(g.recs)
+	return p.writeGroup(g)
+}
+
+// awaitGroup waits, as a member of g, until g is written (its result is
+// returned) or handed to this member to write (lead). After wait it gives
+// up with an error; a goroutine then stands in to write g when its turn
+// comes, since the records after it are chained to its records.
+func (p *Pipeline) awaitGroup(g *jgroup, wait time.Duration) (lead bool, err error) {
+	var expired <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-g.done:
+		return false, g.err
+	case <-g.lead: // the writer before handed this group over
+		return true, nil
+	case <-expired:
+	}
+	p.mu.Lock()
+	if !g.detached {
+		g.detached = true
+		go func() {
+			select {
+			case <-g.done: // a member wrote it after all
+			case <-g.lead:
+				p.mu.Lock()
+				p.leading = true
+				p.open = nil
+				p.mu.Unlock()
+				p.writeGroup(g)
+			}
+		}()
+	}
+	p.mu.Unlock()
+	return false, fmt.Errorf("%w: the audit journal write took longer than %v", ErrUnavailable, wait)
+}
+
+// writeGroup writes g, the group this goroutine leads, then hands the
+// next group (if any) to one of its members.
+func (p *Pipeline) writeGroup(g *jgroup) error {
+	err := p.journal.Append(g.recs)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil {

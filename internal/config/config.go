@@ -179,7 +179,7 @@ type Audit struct {
 	SpoolMaxBytes   int64      `yaml:"spool_max_bytes" default:"1073741824" doc:"commit: store with buffer: largest spool; beyond it requests are refused as with deny."`
 	Node            string     `yaml:"node" doc:"This gateway's name in the audit chain (default: the host name)."`
 	HMACKey         string     `yaml:"hmac_key" doc:"Key for a keyed hash chain (use a ${secret:...} reference); without it the chain is plain SHA-256."`
-	WriteTimeout    Duration   `yaml:"write_timeout" default:"2s" doc:"commit: store: how long a request waits for its event to be durable before it is refused (with the journal, the write is the request's own and is not timed)."`
+	WriteTimeout    Duration   `yaml:"write_timeout" default:"2s" doc:"How long a request waits for its event to be durable before it is refused with 503 audit_unavailable. commit: store: the wait for the store's commit. commit: journal: the wait behind a journal write in progress (a stalled disk); the request whose own write is under way waits for the disk. An event whose request was refused this way is still written once the store or disk answers."`
 	Retention       Duration   `yaml:"retention" doc:"Remove audit events older than this (checked hourly), e.g. 365d; the chain stays verifiable from a keyed checkpoint. Absent or 0: keep every event."`
 	Exporters       []Exporter `yaml:"exporters" doc:"Where audit events go once they are durable (in the journal, or in the store with commit: store): SIEMs, log pipelines, webhooks. Each exporter has its own bounded buffer and never slows requests or the store; an event it cannot take is dropped for it (counted) and stays in the store."`
 }
