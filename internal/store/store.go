@@ -337,16 +337,21 @@ func (s *DB) Close() error {
 	return s.db.Close()
 }
 
-// insertChunk is the most records one INSERT carries. Append splits a
-// batch into INSERTs of 64, 32, 16, ... 1 records and prepares each of
-// those seven statements once per connection, so a steady stream of
-// batches costs no SQL parsing. (A statement for every size from 1 to 64
-// would cost the embedded SQLite about 4 MB per connection.)
+// insertChunk is the most records one INSERT carries. Append prepares one
+// statement per chunk size and reuses it, so a steady stream of batches
+// costs no SQL parsing.
 const insertChunk = 64
 
-// chunkLen is the size of the next INSERT for n records: the largest
-// power of two up to insertChunk that is at most n.
-func chunkLen(n int) int {
+// chunkLen is the size of the next INSERT for n records. In SQLite it is
+// the largest power of two up to insertChunk that is at most n: seven
+// prepared statements per connection, since a statement for every size
+// from 1 to 64 would cost the embedded SQLite about 4 MB of the gateway's
+// memory per connection. In PostgreSQL the statements live in the server
+// and each INSERT is a round trip, so a batch takes as few as it can.
+func (s *DB) chunkLen(n int) int {
+	if s.dialect == Postgres {
+		return min(n, insertChunk)
+	}
 	c := insertChunk
 	for c > n {
 		c >>= 1
@@ -361,7 +366,7 @@ func (s *DB) Append(ctx context.Context, recs []audit.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	if chunkLen(len(recs)) == len(recs) {
+	if s.chunkLen(len(recs)) == len(recs) {
 		st, err := s.insert(ctx, len(recs))
 		if err != nil {
 			return err
@@ -375,7 +380,7 @@ func (s *DB) Append(ctx context.Context, recs []audit.Record) error {
 	}
 	defer tx.Rollback()
 	for start := 0; start < len(recs); {
-		part := recs[start : start+chunkLen(len(recs)-start)]
+		part := recs[start : start+s.chunkLen(len(recs)-start)]
 		start += len(part)
 		st, err := s.insert(ctx, len(part))
 		if err != nil {
