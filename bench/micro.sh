@@ -42,10 +42,10 @@ go test -run '^$' -bench . -benchmem -count "$COUNT" ./internal/route ./internal
 # redis-server and measures Redis; the local limiter is the request path.
 go test -run '^$' -bench 'Local' -benchmem -count "$COUNT" ./internal/limits | tee -a "$RAW"
 # Off the request path or beside it: response masking (MB/s), identity
-# assertions, the detector (events/s, bounded state), the audit writer
-# (events/s into SQLite and a real PostgreSQL, zero loss checked), and the
-# whole request path in one process.
-PKGS_MORE="./internal/dlp ./internal/inject ./internal/detect ./internal/store ./internal/node"
+# assertions, the detector (events/s, bounded state), the audit event's
+# encoding and chaining, the audit writer (events/s into SQLite and a real
+# PostgreSQL, zero loss checked), and the whole request path in one process.
+PKGS_MORE="./internal/dlp ./internal/inject ./internal/detect ./internal/audit ./internal/store ./internal/node"
 # shellcheck disable=SC2086
 go test -run '^$' -bench . -benchmem -count "$COUNT" $PKGS_MORE | tee -a "$RAW"
 
