@@ -103,7 +103,10 @@ func Canonical(e *Event) ([]byte, error) {
 // handed back with releaseCanonical once they are copied and hashed.
 func encodeCanonical(e *Event) (*[]byte, error) {
 	if !encodable(e) {
-		_, err := json.Marshal(e) // fails, with its own words
+		// json.Marshal fails, with its own words. It is given a copy so
+		// that e, which callers keep on their stack, does not escape.
+		c := *e
+		_, err := json.Marshal(&c)
 		if err == nil {
 			err = errors.New("audit: event cannot be encoded")
 		}

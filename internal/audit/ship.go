@@ -333,12 +333,16 @@ func (p *Pipeline) ship(ctx context.Context, mem []Record) []Record {
 			p.shipped.Store(last)
 		}
 	}
+	// trim drops what the store holds, keeping mem's array for the next
+	// records (reslicing from the front would allocate a new one each round).
 	trim := func(shipped int64) {
 		i := 0
 		for i < len(mem) && mem[i].Seq <= shipped {
 			i++
 		}
-		mem = mem[i:]
+		n := copy(mem, mem[i:])
+		clear(mem[n:]) // the shipped bodies go to the collector
+		mem = mem[:n]
 	}
 	for {
 		shipped, target := p.shipped.Load(), p.committed.Load()
