@@ -218,7 +218,8 @@ func (p *Pipeline) Node() string { return p.node }
 
 // Record makes ev durable and returns nil, or returns ErrUnavailable.
 // Without a journal it waits at most wait for room in the queue and for
-// the store's commit; with one it writes the journal itself (not timed).
+// the store's commit; with one it waits at most wait behind a journal
+// write in progress, and its own write is not timed (see journalRecord).
 func (p *Pipeline) Record(ctx context.Context, ev Event, wait time.Duration) error {
 	ev.Node = p.node
 	if p.journal != nil {

@@ -533,13 +533,11 @@ func (s *DB) Chain(ctx context.Context, node string) ([]audit.Record, error) {
 	var out []audit.Record
 	for rows.Next() {
 		var r audit.Record
-		var body string
 		var ns int64
 		e := &r.Event
-		if err := rows.Scan(&r.Node, &r.Seq, &body, &r.PrevHash, &r.Hash, &ns, &e.RequestID, &e.Decision, &e.Service, &e.Route, &e.Identity, &e.Status); err != nil {
+		if err := rows.Scan(&r.Node, &r.Seq, &r.Body, &r.PrevHash, &r.Hash, &ns, &e.RequestID, &e.Decision, &e.Service, &e.Route, &e.Identity, &e.Status); err != nil {
 			return nil, err
 		}
-		r.Body = body
 		e.Time = time.Unix(0, ns).UTC()
 		e.Node = r.Node
 		out = append(out, r)
@@ -574,11 +572,9 @@ func (s *DB) scan(ctx context.Context, q string, args ...any) ([]audit.Record, e
 	var out []audit.Record
 	for rows.Next() {
 		var r audit.Record
-		var body string
-		if err := rows.Scan(&r.Node, &r.Seq, &body, &r.PrevHash, &r.Hash); err != nil {
+		if err := rows.Scan(&r.Node, &r.Seq, &r.Body, &r.PrevHash, &r.Hash); err != nil {
 			return nil, err
 		}
-		r.Body = body
 		out = append(out, r)
 	}
 	return out, rows.Err()
