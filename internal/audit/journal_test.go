@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -427,6 +429,47 @@ func TestJournalStalledWrite(t *testing.T) {
 	}
 	if len(recs) != 5 || ids[0] != "stuck" || ids[4] != "after" {
 		t.Fatalf("store holds %v; want stuck, the three refused waiters, after", ids)
+	}
+	if prob := NewChain([]byte("k")).Verify(recs); prob != nil {
+		t.Fatalf("chain broken: %+v", prob)
+	}
+}
+
+// TestJournalGroupsOnOneCPU: with one CPU nothing else runs during a short
+// write(2), so requests would each write their own record; the writer
+// yields once before writing, and the requests ready to run join it.
+func TestJournalGroupsOnOneCPU(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	sink := &memSink{}
+	p, j, stop := newJournalPipeline(t, sink, t.TempDir(), 1<<20, true)
+	defer stop()
+	var writes atomic.Int64
+	j.mu.Lock()
+	j.beforeWrite = func() { writes.Add(1) }
+	j.mu.Unlock()
+
+	const n = 64
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for i := range n {
+		go func() {
+			<-start
+			errs <- p.Record(context.Background(), Event{RequestID: fmt.Sprint("r-", i)}, 5*time.Second)
+		}()
+	}
+	close(start)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w := writes.Load(); w > n/4 {
+		t.Errorf("%d records took %d journal writes on one CPU, want at most %d", n, w, n/4)
+	}
+	flush(t, p)
+	recs := sink.snapshot()
+	if len(recs) != n {
+		t.Fatalf("store holds %d records, want %d", len(recs), n)
 	}
 	if prob := NewChain([]byte("k")).Verify(recs); prob != nil {
 		t.Fatalf("chain broken: %+v", prob)

@@ -56,7 +56,8 @@ type Pipeline struct {
 	journal     *Journal
 	denyBehind  bool          // on_failure deny: refuse while the store refuses the journal
 	open        *jgroup       // chained, waiting for the journal write under way (under mu)
-	leading     bool          // a journal write is under way (under mu)
+	leading     bool          // a journal write is under way (under mu); open is nil when not
+	solo        jgroup        // the group of a write nobody waited on (its leader's alone)
 	jprev       string        // hash of the last record in the journal (under mu)
 	toShip      []Record      // written to the journal, for the shipper (under mu)
 	toShipLost  bool          // some were not kept in toShip: read the journal

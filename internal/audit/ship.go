@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 )
 
@@ -111,23 +113,42 @@ func (p *Pipeline) journalRecord(ev *Event, wait time.Duration) error {
 	rec.Hash = p.chain.Link(p.node, seq, p.prev, *bp)
 	p.seq, p.prev = seq, rec.Hash
 	releaseCanonical(bp)
+	if !p.leading {
+		// Nothing is being written (and no group waits): this caller
+		// writes its record alone, in the pipeline's own group, which
+		// nobody else sees or waits on.
+		p.leading = true
+		g := &p.solo
+		g.recs, g.err = append(g.recs[:0], rec), nil
+		p.mu.Unlock()
+		// Let the requests that are ready to run record theirs first, and
+		// write them with this one. With one CPU (or a few, busy) a group
+		// would otherwise hardly ever form: nothing else runs during a
+		// short write(2), so every request would make its own.
+		runtime.Gosched()
+		p.mu.Lock()
+		joined := p.open
+		if joined != nil {
+			p.open = nil
+			g.recs = append(g.recs, joined.recs...)
+		}
+		p.mu.Unlock()
+		return p.writeGroup(g, joined)
+	}
 	g := p.open
 	if g == nil {
-		g = &jgroup{done: make(chan struct{}), lead: make(chan struct{}, 1)}
+		g = &jgroup{recs: getGroupRecs(), done: make(chan struct{}), lead: make(chan struct{}, 1)}
 		p.open = g
 	}
 	g.recs = append(g.recs, rec)
-	if p.leading {
-		p.mu.Unlock()
-		if lead, err := p.awaitGroup(g, wait); !lead {
-			return err
-		}
-		p.mu.Lock()
-	}
-	p.leading = true
-	p.open = nil
 	p.mu.Unlock()
-	return p.writeGroup(g)
+	if lead, err := p.awaitGroup(g, wait); !lead {
+		return err
+	}
+	p.mu.Lock()
+	p.open = nil // handed over: p.leading stays set
+	p.mu.Unlock()
+	return p.writeGroup(g, nil)
 }
 
 // awaitGroup waits, as a member of g, until g is written (its result is
@@ -159,7 +180,7 @@ func (p *Pipeline) awaitGroup(g *jgroup, wait time.Duration) (lead bool, err err
 				p.leading = true
 				p.open = nil
 				p.mu.Unlock()
-				p.writeGroup(g)
+				p.writeGroup(g, nil)
 			}
 		}()
 	}
@@ -168,8 +189,9 @@ func (p *Pipeline) awaitGroup(g *jgroup, wait time.Duration) (lead bool, err err
 }
 
 // writeGroup writes g, the group this goroutine leads, then hands the
-// next group (if any) to one of its members.
-func (p *Pipeline) writeGroup(g *jgroup) error {
+// next group (if any) to one of its members. joined, when set, is a group
+// whose records g took over (after its own): its members learn g's result.
+func (p *Pipeline) writeGroup(g, joined *jgroup) error {
 	err := p.journal.Append(g.recs)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -232,13 +254,46 @@ func (p *Pipeline) writeGroup(g *jgroup) error {
 			p.OnWritten(g.recs)
 		}
 	}
-	close(g.done)
+	for _, d := range [2]*jgroup{g, joined} {
+		switch d {
+		case nil:
+		case &p.solo:
+			clear(d.recs) // the bodies go to the collector; the array stays
+			d.recs = d.recs[:0]
+		default:
+			d.err = g.err
+			close(d.done)
+			putGroupRecs(d.recs) // copied into toShip; listeners copy what they keep
+			d.recs = nil
+		}
+	}
 	if p.open != nil {
 		p.open.lead <- struct{}{}
 	} else {
 		p.leading = false
 	}
 	return g.err
+}
+
+// groupRecs holds the arrays of written groups for the next ones: a group's
+// records are copied out once written, and growing a fresh array for every
+// group cost about 800 bytes per event in garbage.
+var groupRecs sync.Pool
+
+func getGroupRecs() []Record {
+	if rp, ok := groupRecs.Get().(*[]Record); ok {
+		return *rp
+	}
+	return make([]Record, 0, 16)
+}
+
+func putGroupRecs(recs []Record) {
+	if cap(recs) > 1024 {
+		return // a burst's array is not kept
+	}
+	clear(recs) // the bodies go to the collector
+	recs = recs[:0]
+	groupRecs.Put(&recs)
 }
 
 // takeToShip hands the shipper what was written since it last took.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,9 +59,10 @@ func newDetection(cfg *config.Config, state *detect.State, alerts alert.Store, n
 }
 
 // Offer hands the detector a durable batch; it never blocks the writer.
+// The writer reuses recs' array once Offer returns: the queue takes a copy.
 func (d *detection) Offer(recs []audit.Record) {
 	select {
-	case d.queue <- recs:
+	case d.queue <- slices.Clone(recs):
 	default:
 		d.dropped.Inc()
 	}
