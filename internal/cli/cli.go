@@ -56,6 +56,10 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	return root
 }
 
+// logPending bounds the log lines queued for writing (bytes); past it a
+// request waits to log, as it would behind a slow stderr.
+const logPending = 256 << 10
+
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -79,7 +83,11 @@ func serveCmd() *cobra.Command {
 		Long:  "Run the gateway with the configuration in FILE. SIGHUP or a change to the file reloads it;\na broken file is refused and the previous configuration keeps serving. SIGTERM drains in-flight requests.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
+			// Log lines are written by a goroutine of their own, off the
+			// request path; what is queued is written before serve returns.
+			lw := newLogWriter(cmd.ErrOrStderr(), logPending)
+			defer lw.Close()
+			logger, err := newLogger(lw, logFormat, logLevel)
 			if err != nil {
 				return err
 			}
