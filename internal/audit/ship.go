@@ -260,6 +260,9 @@ func (p *Pipeline) writeGroup(g, joined *jgroup) error {
 		case &p.solo:
 			clear(d.recs) // the bodies go to the collector; the array stays
 			d.recs = d.recs[:0]
+			if cap(d.recs) > 256 {
+				d.recs = nil // unless a burst grew it
+			}
 		default:
 			d.err = g.err
 			close(d.done)
