@@ -228,7 +228,5 @@ services:
 	if strings.Contains(g.Logs.String(), entraSecret) || strings.Contains(out, entraSecret) {
 		t.Error("the Graph client secret appears in the gateway's output")
 	}
-	if !strings.Contains(g.Logs.String(), "groups_unknown") {
-		t.Error("the log does not say why bob's groups are unknown")
-	}
+	g.WaitLog("the log saying why bob's groups are unknown", "groups_unknown")
 }

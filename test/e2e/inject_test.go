@@ -414,9 +414,7 @@ services:
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	if !strings.Contains(g.Logs.String(), `"alert":"upstream_token_unavailable"`) {
-		t.Errorf("no upstream_token_unavailable alert in the logs")
-	}
+	g.WaitLog("an upstream_token_unavailable alert in the logs", `"alert":"upstream_token_unavailable"`)
 }
 
 // TestUpstreamTokenExchange: for each caller, the gateway exchanges the

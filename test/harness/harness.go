@@ -197,6 +197,13 @@ func StartGatewayIn(t *testing.T, dir, cfg string) *Gateway {
 	return g
 }
 
+// WaitLog waits until the gateway's output holds s. Its log lines are
+// written by a goroutine of their own, a moment after the event they tell.
+func (g *Gateway) WaitLog(what, s string) {
+	g.t.Helper()
+	WaitFor(g.t, what, func() bool { return strings.Contains(g.Logs.String(), s) })
+}
+
 func (g *Gateway) WaitReady() {
 	g.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
