@@ -119,7 +119,7 @@ func (p *Pipeline) journalRecord(ev *Event, wait time.Duration) error {
 		// nobody else sees or waits on.
 		p.leading = true
 		g := &p.solo
-		g.recs, g.err = append(g.recs[:0], rec), nil
+		g.recs, g.err = append(getGroupRecs(), rec), nil
 		p.mu.Unlock()
 		// Let the requests that are ready to run record theirs first, and
 		// write them with this one. With one CPU (or a few, busy) a group
@@ -255,20 +255,15 @@ func (p *Pipeline) writeGroup(g, joined *jgroup) error {
 		}
 	}
 	for _, d := range [2]*jgroup{g, joined} {
-		switch d {
-		case nil:
-		case &p.solo:
-			clear(d.recs) // the bodies go to the collector; the array stays
-			d.recs = d.recs[:0]
-			if cap(d.recs) > 256 {
-				d.recs = nil // unless a burst grew it
-			}
-		default:
+		if d == nil {
+			continue
+		}
+		if d != &p.solo { // the solo group has no members to tell
 			d.err = g.err
 			close(d.done)
-			putGroupRecs(d.recs) // copied into toShip; listeners copy what they keep
-			d.recs = nil
 		}
+		putGroupRecs(d.recs) // copied into toShip; listeners copy what they keep
+		d.recs = nil
 	}
 	if p.open != nil {
 		p.open.lead <- struct{}{}

@@ -296,9 +296,7 @@ services:
 	// A CRL that is not signed by the trust bundle's CA is refused, and the
 	// previous one keeps serving.
 	newWorkloadCA(t, "forger").writeCRL(t, crlFile)
-	waitFor(t, "the forged CRL to be refused", func() bool {
-		return strings.Contains(g.Logs.String(), "is not signed by a CA in the trust bundle")
-	})
+	g.WaitLog("the forged CRL to be refused", "is not signed by a CA in the trust bundle")
 	if status, _, _ := call(t, client("orders", &orders), "/orders/9", ""); status != 401 {
 		t.Errorf("after a forged CRL: got %d, want 401 (the last good CRL still revokes)", status)
 	}

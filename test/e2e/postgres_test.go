@@ -325,7 +325,7 @@ func TestAuditRetention(t *testing.T) {
 	g.Done <- err
 	time.Sleep(20 * time.Millisecond)
 	g = startGatewayIn(t, dir, fmt.Sprintf(cfg, ", retention: 10ms"))
-	waitFor(t, "pruning", func() bool { return strings.Contains(g.Logs.String(), "old events removed") })
+	g.WaitLog("pruning", "old events removed")
 	out, err := runBinary("audit", "verify", "--config", g.CfgPath)
 	if err != nil || !strings.Contains(out, "node gw-r: 1 events, chain intact (events up to sequence 4 removed by retention") {
 		t.Fatalf("verify after retention: %v\n%s", err, out)

@@ -21,11 +21,11 @@ func TestReloadAudited(t *testing.T) {
 	if err := os.WriteFile(g.CfgPath, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the reload", func() bool { return strings.Contains(g.Logs.String(), "configuration reloaded") })
+	g.WaitLog("the reload", "configuration reloaded")
 	if err := os.WriteFile(g.CfgPath, []byte(changed+"bogus_key: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the refused reload", func() bool { return strings.Contains(g.Logs.String(), "configuration reload failed") })
+	g.WaitLog("the refused reload", "configuration reload failed")
 
 	type event struct {
 		EventType     string `json:"event_type"`
